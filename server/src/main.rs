@@ -1,0 +1,75 @@
+//! `pe`: parse the command line and dispatch; the work is in the library.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use server::archive;
+use server::cli::{ArchiveCommand, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the error and its causes.
+            let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("pe: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Archive(cmd) => archive_command(cmd),
+        Command::Serve | Command::Run | Command::Image | Command::Doctor | Command::Gc => {
+            eprintln!("pe: this subcommand is not built yet");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn archive_command(cmd: ArchiveCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ArchiveCommand::Pack { dir, output } => {
+            let out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(
+                    File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => Box::new(io::stdout().lock()),
+            };
+            let mut out = BufWriter::new(out);
+            archive::pack(&dir, &mut out)?;
+            out.flush().context("cannot write the archive")?;
+        }
+        ArchiveCommand::Unpack { archive: path, dir } => {
+            let count = archive::unpack(open_input(&path)?, &dir)?;
+            eprintln!("pe: unpacked {count} entries into {}", dir.display());
+        }
+        ArchiveCommand::List {
+            archive: path,
+            verbose,
+        } => {
+            archive::list(
+                open_input(&path)?,
+                verbose,
+                BufWriter::new(io::stdout().lock()),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn Read>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::new(io::stdin().lock())));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::new(file)))
+}

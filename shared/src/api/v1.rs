@@ -1,0 +1,278 @@
+//! API v1: what `POST /api/v1/run` takes and returns, and the JSON error body of every endpoint.
+//!
+//! Two encodings carry the same information:
+//! - `application/x-pe-archive`: a [`crate::framing`] frame with a [`RunRequest`] header and a
+//!   cpio archive of the input files; the answer is a frame with a [`RunResult`] header and a
+//!   cpio archive holding `stdout`, `stderr` and `output/<path>` for each output file.
+//! - `application/json`: [`RunJsonRequest`] (files inline) answered by [`RunJsonResult`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A run: which container, its option values, extra arguments and environment, and stdin.
+/// The input files travel beside it (the archive, or `files` in the JSON form).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Container id from the catalog (`gcc`, `python`, ...).
+    pub container: String,
+    /// Option values by option id, checked against the container's metadata.
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+    /// Extra arguments appended to the rendered command line.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Text fed to the program's standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// One input file of the JSON form: `content` (UTF-8) or `content_base64`, exactly one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFile {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_base64: Option<String>,
+}
+
+/// The JSON form of a run request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunJsonRequest {
+    #[serde(flatten)]
+    pub run: RunRequest,
+    #[serde(default)]
+    pub files: Vec<JsonFile>,
+}
+
+/// How a run ended. A run that ended badly is still a successful HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The program exited by itself; see `exit_code`.
+    Exited,
+    /// The program was killed by a signal; see `signal`.
+    Signaled,
+    /// The program ran past its wall-clock limit and was killed.
+    Timeout,
+    /// The program ran out of memory and was killed.
+    Oom,
+    /// The program wrote more than the output limits allow; what fitted is returned.
+    OutputLimit,
+    /// The program could not be started (no such command, bad image, VM failure).
+    FailedToStart,
+}
+
+impl RunStatus {
+    /// Whether a result with this status may be served from the cache: only runs that ended on
+    /// their own, with nothing cut off and no infrastructure failure.
+    pub fn is_cacheable(self) -> bool {
+        matches!(self, RunStatus::Exited | RunStatus::Signaled)
+    }
+}
+
+/// Which image ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub id: String,
+    /// `sha256:<hex>` of the image file.
+    pub digest: String,
+}
+
+/// What ran the job and how strongly it was isolated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// `microvm` (the default) or `sandbox` (namespaces on the host: weaker isolation).
+    pub kind: String,
+    /// For `microvm`: `kvm` or `tcg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// Whether the job ran pre-booted (`warm`) or on a VM booted for it (`cold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+}
+
+/// Milliseconds spent in each phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Waiting for a free slot.
+    pub queue: u64,
+    /// Starting the VM until the guest was ready to run the program (0 on a warm VM).
+    pub boot: u64,
+    /// The program itself, measured inside the guest.
+    pub run: u64,
+    /// Whole request, as seen by the server.
+    pub total: u64,
+}
+
+/// Resources the program used, measured inside the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    pub user_ms: u64,
+    pub sys_ms: u64,
+    /// Peak resident memory, KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Which outputs were cut short by a limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Some output files were dropped or the output directory was over its limit.
+    pub files: bool,
+}
+
+/// The header of a run's answer (archive form), and the core of the JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// A sentence for people: why the run ended the way it did, when it is not obvious.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The command line as rendered from the options and args.
+    pub argv: Vec<String>,
+    pub image: ImageRef,
+    pub backend: BackendInfo,
+    pub cached: bool,
+    pub timings_ms: Timings,
+    pub usage: ResourceUsage,
+    pub truncated: Truncation,
+}
+
+/// One output file of the JSON form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonOutputFile {
+    /// Path relative to the output directory.
+    pub path: String,
+    pub size: u64,
+    pub content_base64: String,
+}
+
+/// The JSON form of a run's answer: stdout and stderr as text when they are valid UTF-8,
+/// otherwise as base64 in `stdout_base64` / `stderr_base64`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunJsonResult {
+    #[serde(flatten)]
+    pub result: RunResult,
+    pub stdout: String,
+    pub stderr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_base64: Option<String>,
+    pub files: Vec<JsonOutputFile>,
+}
+
+/// Names of the entries in a result archive.
+pub mod archive_paths {
+    pub const STDOUT: &str = "stdout";
+    pub const STDERR: &str = "stderr";
+    /// Output files live under this directory: `output/<path>`.
+    pub const OUTPUT_DIR: &str = "output";
+}
+
+/// Machine-readable error codes; each maps to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body or a parameter is malformed.
+    BadRequest,
+    /// 404: no such container, link or route.
+    NotFound,
+    /// 413: the request is larger than allowed.
+    TooLarge,
+    /// 422: an option value is not accepted by the container's metadata.
+    InvalidOption,
+    /// 429: this client sent too many requests; retry after `Retry-After` seconds.
+    RateLimited,
+    /// 503: every slot is busy and the queue is full; retry after `Retry-After` seconds.
+    Busy,
+    /// 500: something broke on the server.
+    Internal,
+}
+
+/// The body of every HTTP error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_request_flattens_and_refuses_nothing_it_knows() {
+        let req: RunJsonRequest = serde_json::from_str(
+            r#"{"container":"python","options":{"opt":"-O"},"stdin":"x",
+                "files":[{"path":"main.py","content":"print(1)"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.run.container, "python");
+        assert_eq!(req.run.stdin.as_deref(), Some("x"));
+        assert_eq!(req.files[0].content.as_deref(), Some("print(1)"));
+    }
+
+    #[test]
+    fn archive_header_refuses_unknown_fields() {
+        let err = serde_json::from_str::<RunRequest>(r#"{"container":"x","optoins":{}}"#);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("unknown field `optoins`")
+        );
+    }
+
+    #[test]
+    fn status_and_error_codes_use_the_documented_names() {
+        let names: Vec<String> = [
+            RunStatus::Exited,
+            RunStatus::Signaled,
+            RunStatus::Timeout,
+            RunStatus::Oom,
+            RunStatus::OutputLimit,
+            RunStatus::FailedToStart,
+        ]
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "\"exited\"",
+                "\"signaled\"",
+                "\"timeout\"",
+                "\"oom\"",
+                "\"output_limit\"",
+                "\"failed_to_start\""
+            ]
+        );
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: ErrorCode::InvalidOption,
+                message: "m".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":"invalid_option","message":"m"}}"#
+        );
+    }
+}

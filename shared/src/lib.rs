@@ -1,0 +1,27 @@
+//! Everything that crosses a boundary in Program Explorer, and nothing else.
+//!
+//! A job flows browser -> server -> executor -> guest and back. Each hop speaks one of the
+//! formats defined here, so both ends compile the same code (the browser as wasm, the guest as a
+//! static musl binary):
+//!
+//! 1. [`api::v1`]: the HTTP API's request and result types (`RunRequest`, `RunResult`,
+//!    `RunStatus`, the JSON error body).
+//! 2. [`framing`]: `<u32le header_len><JSON header><archive>`, the body of
+//!    `application/x-pe-archive` requests and responses. The header comes first so a server can
+//!    validate it (and answer from its cache) before the archive has arrived.
+//! 3. [`cpio`]: the archive inside a frame, cpio "newc". Every decoder (browser, server, guest)
+//!    enforces the same rules: relative paths only, no `..`, no duplicates, no device nodes or
+//!    links, bounded entry count, total size and path length.
+//! 4. [`guest`]: the host <-> guest protocol written to the VM's I/O disk. Deliberately separate
+//!    types from the API: the server converts between them in one place.
+//! 5. [`limits`]: the default and maximum sizes, counts and times, as named constants.
+//!
+//! This crate builds for the host, `wasm32-unknown-unknown` and `x86_64-unknown-linux-musl`; it
+//! has no async runtime, HTTP, browser or libc dependency.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cpio;
+pub mod framing;
+pub mod guest;
+pub mod limits;
