@@ -42,29 +42,18 @@ fn pack_dir<W: Write>(
     prefix: &str,
     encoder: &mut Encoder<W>,
 ) -> Result<(), ArchiveError> {
-    let read_err = |source| ArchiveError::Read {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut children = fs::read_dir(dir)
-        .map_err(read_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read_err)?;
+    let read_err = |source| ArchiveError::Read { path: dir.to_owned(), source };
+    let mut children =
+        fs::read_dir(dir).map_err(read_err)?.collect::<Result<Vec<_>, _>>().map_err(read_err)?;
     children.sort_by_key(|c| c.file_name());
     for child in children {
         let path = child.path();
         let Ok(name) = child.file_name().into_string() else {
             return Err(ArchiveError::NonUtf8 { path });
         };
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let meta = fs::symlink_metadata(&path).map_err(|source| ArchiveError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|source| ArchiveError::Read { path: path.clone(), source })?;
         let mtime = u32::try_from(meta.mtime()).unwrap_or(0);
         if meta.file_type().is_symlink() {
             return Err(ArchiveError::Symlink { path });
@@ -135,10 +124,8 @@ fn ensure_parents(root: &Path, rel: &str) -> Result<(), ArchiveError> {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Err(ArchiveError::Exists { path: current }),
-            Err(_) => fs::create_dir(&current).map_err(|source| ArchiveError::Write {
-                path: current.clone(),
-                source,
-            })?,
+            Err(_) => fs::create_dir(&current)
+                .map_err(|source| ArchiveError::Write { path: current.clone(), source })?,
         }
     }
     Ok(())
@@ -151,23 +138,14 @@ fn finish_metadata(file: &File, entry: &Entry) -> io::Result<()> {
 
 /// Writes one line per entry: its path, or with `verbose` its mode, size and path.
 pub fn list(archive: impl Read, verbose: bool, mut out: impl Write) -> Result<usize, ArchiveError> {
-    let stdout_err = |source| ArchiveError::Write {
-        path: "stdout".into(),
-        source,
-    };
+    let stdout_err = |source| ArchiveError::Write { path: "stdout".into(), source };
     let mut count = 0;
     for entry in cpio::Decoder::new(archive, Limits::MAX) {
         let entry = entry?;
         count += 1;
         if verbose {
             let kind = if entry.is_dir() { 'd' } else { '-' };
-            writeln!(
-                out,
-                "{kind}{:04o} {:>10} {}",
-                entry.mode,
-                entry.content().len(),
-                entry.path
-            )
+            writeln!(out, "{kind}{:04o} {:>10} {}", entry.mode, entry.content().len(), entry.path)
         } else {
             writeln!(out, "{}", entry.path)
         }

@@ -52,15 +52,8 @@ fn archive_command(cmd: ArchiveCommand) -> anyhow::Result<ExitCode> {
             let count = archive::unpack(open_input(&path)?, &dir)?;
             eprintln!("pe: unpacked {count} entries into {}", dir.display());
         }
-        ArchiveCommand::List {
-            archive: path,
-            verbose,
-        } => {
-            archive::list(
-                open_input(&path)?,
-                verbose,
-                BufWriter::new(io::stdout().lock()),
-            )?;
+        ArchiveCommand::List { archive: path, verbose } => {
+            archive::list(open_input(&path)?, verbose, BufWriter::new(io::stdout().lock()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -98,17 +98,9 @@ pub enum CpioError {
     #[error("a path is not valid UTF-8 ({lossy:?})")]
     NonUtf8Path { lossy: String },
     #[error("path {path:?} is {len} bytes long; the limit is {max}")]
-    PathTooLong {
-        path: String,
-        len: usize,
-        max: usize,
-    },
+    PathTooLong { path: String, len: usize, max: usize },
     #[error("path {path:?} is {depth} levels deep; the limit is {max}")]
-    PathTooDeep {
-        path: String,
-        depth: usize,
-        max: usize,
-    },
+    PathTooDeep { path: String, depth: usize, max: usize },
     #[error("path {path:?} appears twice")]
     Duplicate { path: String },
     #[error("path {path:?} is used both as a file and as a directory")]
@@ -149,22 +141,12 @@ pub struct Entry {
 impl Entry {
     /// A regular file with mode 0644 and mtime 0.
     pub fn file(path: impl Into<String>, data: impl Into<Vec<u8>>) -> Entry {
-        Entry {
-            path: path.into(),
-            mode: 0o644,
-            mtime: 0,
-            data: EntryData::File(data.into()),
-        }
+        Entry { path: path.into(), mode: 0o644, mtime: 0, data: EntryData::File(data.into()) }
     }
 
     /// A directory with mode 0755 and mtime 0.
     pub fn dir(path: impl Into<String>) -> Entry {
-        Entry {
-            path: path.into(),
-            mode: 0o755,
-            mtime: 0,
-            data: EntryData::Dir,
-        }
+        Entry { path: path.into(), mode: 0o755, mtime: 0, data: EntryData::Dir }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -184,17 +166,12 @@ impl Entry {
 ///
 /// Returns `None` for the archive root (`.` or `./`), which is skipped.
 pub fn normalize_path(raw: &str, limits: &Limits) -> Result<Option<String>, CpioError> {
-    let err = |reason| CpioError::InvalidPath {
-        path: raw.to_owned(),
-        reason,
-    };
+    let err = |reason| CpioError::InvalidPath { path: raw.to_owned(), reason };
     if raw.is_empty() {
         return Err(err("it is empty"));
     }
     if raw.starts_with('/') {
-        return Err(CpioError::AbsolutePath {
-            path: raw.to_owned(),
-        });
+        return Err(CpioError::AbsolutePath { path: raw.to_owned() });
     }
     if raw.contains('\0') {
         return Err(err("it contains a NUL byte"));
@@ -216,9 +193,7 @@ pub fn normalize_path(raw: &str, limits: &Limits) -> Result<Option<String>, Cpio
             "" => return Err(err("it has an empty component ('//')")),
             "." => return Err(err("it has a '.' component")),
             ".." => {
-                return Err(CpioError::ParentComponent {
-                    path: raw.to_owned(),
-                });
+                return Err(CpioError::ParentComponent { path: raw.to_owned() });
             }
             c if c.chars().any(char::is_control) => {
                 return Err(err("it contains a control character"));
@@ -276,9 +251,7 @@ impl PathSet {
             let parent = &path[..i];
             match self.kinds.get(parent) {
                 Some(Kind::File) => {
-                    return Err(CpioError::PathConflict {
-                        path: parent.to_owned(),
-                    });
+                    return Err(CpioError::PathConflict { path: parent.to_owned() });
                 }
                 Some(_) => {}
                 None => {
@@ -291,21 +264,13 @@ impl PathSet {
             // A directory may be named after files inside it (GNU cpio with `find -depth`).
             (Some(Kind::ImpliedDir), true) => {}
             (Some(Kind::ImpliedDir), false) => {
-                return Err(CpioError::PathConflict {
-                    path: path.to_owned(),
-                });
+                return Err(CpioError::PathConflict { path: path.to_owned() });
             }
             (Some(_), _) => {
-                return Err(CpioError::Duplicate {
-                    path: path.to_owned(),
-                });
+                return Err(CpioError::Duplicate { path: path.to_owned() });
             }
         }
-        let kind = if is_dir {
-            Kind::ExplicitDir
-        } else {
-            Kind::File
-        };
+        let kind = if is_dir { Kind::ExplicitDir } else { Kind::File };
         self.kinds.insert(path.to_owned(), kind);
         Ok(())
     }
@@ -373,10 +338,7 @@ impl<R: Read> Decoder<R> {
                 return Err(CpioError::MissingTrailer { offset: start });
             }
             if got < HEADER_LEN {
-                return Err(CpioError::Truncated {
-                    what: "an entry header",
-                    offset: self.offset,
-                });
+                return Err(CpioError::Truncated { what: "an entry header", offset: self.offset });
             }
             let raw = parse_header(&header, start)?;
 
@@ -436,25 +398,18 @@ impl<R: Read> Decoder<R> {
             let Some(path) = normalize_path(&name, &self.limits)? else {
                 // The archive root (`.`): nothing to create.
                 if !is_dir {
-                    return Err(CpioError::InvalidPath {
-                        path: name,
-                        reason: "it names the root",
-                    });
+                    return Err(CpioError::InvalidPath { path: name, reason: "it names the root" });
                 }
                 continue;
             };
 
             self.entries += 1;
             if self.entries > self.limits.max_entries {
-                return Err(CpioError::TooManyEntries {
-                    max: self.limits.max_entries,
-                });
+                return Err(CpioError::TooManyEntries { max: self.limits.max_entries });
             }
             let size = u64::from(raw.filesize);
             if self.total + size > self.limits.max_total_bytes {
-                return Err(CpioError::TooLarge {
-                    max: self.limits.max_total_bytes,
-                });
+                return Err(CpioError::TooLarge { max: self.limits.max_total_bytes });
             }
             self.total += size;
             self.paths.insert(&path, is_dir)?;
@@ -468,22 +423,14 @@ impl<R: Read> Decoder<R> {
                 let got = (&mut self.reader).take(size).read_to_end(&mut data)?;
                 self.offset += got as u64;
                 if (got as u64) < size {
-                    return Err(CpioError::Truncated {
-                        what: "file content",
-                        offset: self.offset,
-                    });
+                    return Err(CpioError::Truncated { what: "file content", offset: self.offset });
                 }
                 let mut pad = [0u8; 3];
                 let pad = &mut pad[..pad4(raw.filesize as usize)];
                 self.read_exact_or(pad, "padding")?;
                 EntryData::File(data)
             };
-            return Ok(Some(Entry {
-                path,
-                mode: raw.mode & 0o777,
-                mtime: raw.mtime,
-                data,
-            }));
+            return Ok(Some(Entry { path, mode: raw.mode & 0o777, mtime: raw.mtime, data }));
         }
     }
 
@@ -503,10 +450,7 @@ impl<R: Read> Decoder<R> {
 
     fn read_exact_or(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), CpioError> {
         if self.read_up_to(buf)? < buf.len() {
-            return Err(CpioError::Truncated {
-                what,
-                offset: self.offset,
-            });
+            return Err(CpioError::Truncated { what, offset: self.offset });
         }
         Ok(())
     }
@@ -592,13 +536,7 @@ pub struct Encoder<W: Write> {
 
 impl<W: Write> Encoder<W> {
     pub fn new(writer: W, limits: Limits) -> Self {
-        Encoder {
-            writer,
-            limits,
-            ino: 0,
-            total: 0,
-            paths: PathSet::default(),
-        }
+        Encoder { writer, limits, ino: 0, total: 0, paths: PathSet::default() }
     }
 
     /// Number of entries written so far.
@@ -643,14 +581,10 @@ impl<W: Write> Encoder<W> {
             reason: "it names the root",
         })?;
         if self.ino as usize >= self.limits.max_entries {
-            return Err(CpioError::TooManyEntries {
-                max: self.limits.max_entries,
-            });
+            return Err(CpioError::TooManyEntries { max: self.limits.max_entries });
         }
         if size > u64::from(u32::MAX) || self.total + size > self.limits.max_total_bytes {
-            return Err(CpioError::TooLarge {
-                max: self.limits.max_total_bytes,
-            });
+            return Err(CpioError::TooLarge { max: self.limits.max_total_bytes });
         }
         self.paths.insert(&path, is_dir)?;
         self.total += size;
@@ -667,21 +601,8 @@ impl<W: Write> Encoder<W> {
         self.ino += 1;
         let nlink = if mode & S_IFMT == S_IFDIR { 2 } else { 1 };
         let namesize = name.len() + 1;
-        let fields = [
-            self.ino,
-            mode,
-            0,
-            0,
-            nlink,
-            mtime,
-            data.len() as u32,
-            0,
-            0,
-            0,
-            0,
-            namesize as u32,
-            0,
-        ];
+        let fields =
+            [self.ino, mode, 0, 0, nlink, mtime, data.len() as u32, 0, 0, 0, 0, namesize as u32, 0];
         write_raw(&mut self.writer, &fields, name, data)?;
         Ok(())
     }
@@ -724,21 +645,7 @@ mod tests {
 
     fn raw_entry(name: &str, mode: u32, nlink: u32, data: &[u8], size: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        let fields = [
-            1,
-            mode,
-            0,
-            0,
-            nlink,
-            0,
-            size,
-            0,
-            0,
-            0,
-            0,
-            name.len() as u32 + 1,
-            0,
-        ];
+        let fields = [1, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, name.len() as u32 + 1, 0];
         write_raw(&mut out, &fields, name, data).unwrap();
         out
     }
@@ -768,11 +675,7 @@ mod tests {
     fn round_trip_keeps_paths_modes_and_bytes() {
         let entries = vec![
             Entry::dir("src"),
-            Entry {
-                mode: 0o755,
-                mtime: 1_700_000_000,
-                ..Entry::file("src/run.sh", "#!/bin/sh\n")
-            },
+            Entry { mode: 0o755, mtime: 1_700_000_000, ..Entry::file("src/run.sh", "#!/bin/sh\n") },
             Entry::file("empty", ""),
             Entry::file("odd", vec![1, 2, 3]),
         ];
@@ -801,14 +704,11 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_refused() {
-        let cases: [(&str, fn(&CpioError) -> bool); 7] = [
+        type Check = fn(&CpioError) -> bool;
+        let cases: [(&str, Check); 7] = [
             ("../x", |e| matches!(e, CpioError::ParentComponent { .. })),
-            ("a/../../x", |e| {
-                matches!(e, CpioError::ParentComponent { .. })
-            }),
-            ("/etc/passwd", |e| {
-                matches!(e, CpioError::AbsolutePath { .. })
-            }),
+            ("a/../../x", |e| matches!(e, CpioError::ParentComponent { .. })),
+            ("/etc/passwd", |e| matches!(e, CpioError::AbsolutePath { .. })),
             ("a//b", |e| matches!(e, CpioError::InvalidPath { .. })),
             ("a/./b", |e| matches!(e, CpioError::InvalidPath { .. })),
             ("a\\..\\b", |e| matches!(e, CpioError::InvalidPath { .. })),
@@ -823,24 +723,15 @@ mod tests {
     #[test]
     fn duplicates_and_conflicts_are_refused() {
         let err = decode_err(&archive(&[file("a", b"1"), file("a", b"2")]));
-        assert!(
-            matches!(err, CpioError::Duplicate { ref path } if path == "a"),
-            "{err}"
-        );
+        assert!(matches!(err, CpioError::Duplicate { ref path } if path == "a"), "{err}");
         let err = decode_err(&archive(&[file("./a", b"1"), file("a", b"2")]));
         assert!(matches!(err, CpioError::Duplicate { .. }), "{err}");
         let err = decode_err(&archive(&[file("a", b"1"), file("a/b", b"2")]));
-        assert!(
-            matches!(err, CpioError::PathConflict { ref path } if path == "a"),
-            "{err}"
-        );
+        assert!(matches!(err, CpioError::PathConflict { ref path } if path == "a"), "{err}");
         let err = decode_err(&archive(&[file("a/b", b"1"), file("a", b"2")]));
         assert!(matches!(err, CpioError::PathConflict { .. }), "{err}");
         // A directory entry after its contents is fine (find -depth order).
-        let ok = archive(&[
-            file("a/b", b"1"),
-            raw_entry("a", S_IFDIR | 0o755, 2, &[], 0),
-        ]);
+        let ok = archive(&[file("a/b", b"1"), raw_entry("a", S_IFDIR | 0o755, 2, &[], 0)]);
         assert_eq!(decode(&ok, &Limits::MAX).unwrap().len(), 2);
     }
 
@@ -853,10 +744,7 @@ mod tests {
             (S_IFSOCK, "socket"),
         ] {
             let err = decode_err(&archive(&[raw_entry("dev", mode | 0o600, 1, &[], 0)]));
-            assert!(
-                matches!(err, CpioError::SpecialFile { kind: k, .. } if k == kind),
-                "{err}"
-            );
+            assert!(matches!(err, CpioError::SpecialFile { kind: k, .. } if k == kind), "{err}");
         }
         let err = decode_err(&archive(&[raw_entry("l", S_IFLNK | 0o777, 1, b"/etc", 4)]));
         assert!(matches!(err, CpioError::Symlink { .. }), "{err}");
@@ -870,10 +758,7 @@ mod tests {
         for cut in 0..full.len() {
             let err = decode_err(&full[..cut]);
             assert!(
-                matches!(
-                    err,
-                    CpioError::Truncated { .. } | CpioError::MissingTrailer { .. }
-                ),
+                matches!(err, CpioError::Truncated { .. } | CpioError::MissingTrailer { .. }),
                 "cut at {cut}: {err}"
             );
         }
@@ -888,16 +773,7 @@ mod tests {
         // Within the limit but longer than the stream.
         let bytes = raw_entry("big", S_IFREG | 0o644, 1, b"ab", 1000);
         let err = decode_err(&bytes);
-        assert!(
-            matches!(
-                err,
-                CpioError::Truncated {
-                    what: "file content",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, CpioError::Truncated { what: "file content", .. }), "{err}");
         // A huge name size.
         let mut bytes = raw_entry("n", S_IFREG | 0o644, 1, b"", 0);
         bytes[94..102].copy_from_slice(b"FFFFFFFF");
@@ -907,26 +783,16 @@ mod tests {
 
     #[test]
     fn counts_and_totals_are_bounded() {
-        let limits = Limits {
-            max_entries: 3,
-            max_total_bytes: 10,
-            ..Limits::MAX
-        };
+        let limits = Limits { max_entries: 3, max_total_bytes: 10, ..Limits::MAX };
         let many: Vec<_> = (0..4).map(|i| file(&format!("f{i}"), b"")).collect();
         let err = decode(&archive(&many), &limits).unwrap_err();
         assert!(matches!(err, CpioError::TooManyEntries { max: 3 }), "{err}");
-        let err = decode(
-            &archive(&[file("a", b"123456"), file("b", b"123456")]),
-            &limits,
-        )
-        .unwrap_err();
+        let err =
+            decode(&archive(&[file("a", b"123456"), file("b", b"123456")]), &limits).unwrap_err();
         assert!(matches!(err, CpioError::TooLarge { max: 10 }), "{err}");
         let deep = vec!["d"; 40].join("/");
         let err = decode_err(&archive(&[file(&deep, b"")]));
-        assert!(
-            matches!(err, CpioError::PathTooDeep { depth: 40, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, CpioError::PathTooDeep { depth: 40, .. }), "{err}");
     }
 
     #[test]
@@ -936,10 +802,7 @@ mod tests {
         assert!(matches!(decode_err(&bytes), CpioError::BadMagic { .. }));
         let mut bytes = archive(&[file("a", b"x")]);
         bytes[20] = b'Z';
-        assert!(matches!(
-            decode_err(&bytes),
-            CpioError::BadHeaderField { field: "mode", .. }
-        ));
+        assert!(matches!(decode_err(&bytes), CpioError::BadHeaderField { field: "mode", .. }));
         let mut bytes = archive(&[file("ab", b"x")]);
         bytes[HEADER_LEN + 2] = b'c'; // overwrite the NUL
         assert!(matches!(decode_err(&bytes), CpioError::BadName { .. }));
@@ -955,14 +818,8 @@ mod tests {
             enc.add_file("../x", 0o644, 0, b""),
             Err(CpioError::ParentComponent { .. })
         ));
-        assert!(matches!(
-            enc.add_file("/x", 0o644, 0, b""),
-            Err(CpioError::AbsolutePath { .. })
-        ));
+        assert!(matches!(enc.add_file("/x", 0o644, 0, b""), Err(CpioError::AbsolutePath { .. })));
         enc.add_file("x", 0o644, 0, b"").unwrap();
-        assert!(matches!(
-            enc.add_file("x", 0o644, 0, b""),
-            Err(CpioError::Duplicate { .. })
-        ));
+        assert!(matches!(enc.add_file("x", 0o644, 0, b""), Err(CpioError::Duplicate { .. })));
     }
 }

@@ -51,10 +51,7 @@ pub fn decode<H: DeserializeOwned>(
     let len = header_len(bytes, max_header)?;
     let end = 4 + len;
     if bytes.len() < end {
-        return Err(FrameError::TruncatedHeader {
-            len,
-            got: bytes.len() - 4,
-        });
+        return Err(FrameError::TruncatedHeader { len, got: bytes.len() - 4 });
     }
     let header = parse_header(&bytes[4..end])?;
     Ok((header, &bytes[end..]))
@@ -129,10 +126,7 @@ pub enum Progress<H> {
 
 impl HeaderReader {
     pub fn new(max_header: usize) -> Self {
-        HeaderReader {
-            max_header: max_header.min(MAX_HEADER_BYTES),
-            buf: Vec::new(),
-        }
+        HeaderReader { max_header: max_header.min(MAX_HEADER_BYTES), buf: Vec::new() }
     }
 
     /// Feeds the next chunk. Refuses an oversized header as soon as its length is known.
@@ -154,10 +148,7 @@ impl HeaderReader {
     /// Call when the body ended: reports what was missing.
     pub fn finish(&self) -> FrameError {
         match header_len(&self.buf, self.max_header) {
-            Ok(len) => FrameError::TruncatedHeader {
-                len,
-                got: self.buf.len() - 4,
-            },
+            Ok(len) => FrameError::TruncatedHeader { len, got: self.buf.len() - 4 },
             Err(e) => e,
         }
     }
@@ -186,13 +177,7 @@ mod tests {
 
     #[test]
     fn header_reader_accepts_any_chunking() {
-        let frame = encode(
-            &H {
-                name: "chunky".into(),
-            },
-            b"tail",
-        )
-        .unwrap();
+        let frame = encode(&H { name: "chunky".into() }, b"tail").unwrap();
         for size in 1..frame.len() {
             let mut reader = HeaderReader::new(1024);
             let mut got = None;
@@ -218,10 +203,7 @@ mod tests {
             decode::<H>(b"\x01\x00", 64),
             Err(FrameError::TruncatedLength { got: 2 })
         ));
-        assert!(matches!(
-            decode::<H>(b"\x00\x00\x00\x00", 64),
-            Err(FrameError::EmptyHeader)
-        ));
+        assert!(matches!(decode::<H>(b"\x00\x00\x00\x00", 64), Err(FrameError::EmptyHeader)));
         assert!(matches!(
             decode::<H>(b"\xff\xff\xff\xff{}", 64),
             Err(FrameError::HeaderTooLarge { max: 64, .. })

@@ -157,10 +157,7 @@ pub enum GuestResponse {
     /// The program could not be started; `stage` names the step that failed.
     SetupFailed { stage: String, message: String },
     /// The init itself panicked; a bug in the guest.
-    Panic {
-        message: String,
-        location: Option<String>,
-    },
+    Panic { message: String, location: Option<String> },
 }
 
 /// Why a request or answer could not be read.
@@ -212,9 +209,7 @@ fn take_len_prefixed<'a>(
     if len > max {
         return Err(ProtocolError::HeaderTooLarge { len, max });
     }
-    let body = bytes
-        .get(4..4 + len)
-        .ok_or(ProtocolError::Truncated(what))?;
+    let body = bytes.get(4..4 + len).ok_or(ProtocolError::Truncated(what))?;
     Ok((body, &bytes[4 + len..]))
 }
 
@@ -246,9 +241,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<(GuestResponse, &[u8]), ProtocolE
     if bytes.get(..4) != Some(&RESPONSE_MAGIC[..]) {
         return Err(ProtocolError::NoAnswer);
     }
-    let prefix = bytes
-        .get(..RESPONSE_PREFIX_LEN)
-        .ok_or(ProtocolError::Truncated("prefix"))?;
+    let prefix = bytes.get(..RESPONSE_PREFIX_LEN).ok_or(ProtocolError::Truncated("prefix"))?;
     let u32_at =
         |i: usize| u32::from_le_bytes([prefix[i], prefix[i + 1], prefix[i + 2], prefix[i + 3]]);
     let version = u32_at(4);
@@ -258,15 +251,10 @@ pub fn decode_response(bytes: &[u8]) -> Result<(GuestResponse, &[u8]), ProtocolE
     let archive_len = u32_at(8) as usize;
     let header_len = u32_at(12) as usize;
     if header_len > MAX_HEADER_BYTES {
-        return Err(ProtocolError::HeaderTooLarge {
-            len: header_len,
-            max: MAX_HEADER_BYTES,
-        });
+        return Err(ProtocolError::HeaderTooLarge { len: header_len, max: MAX_HEADER_BYTES });
     }
     let body = &bytes[RESPONSE_PREFIX_LEN..];
-    let json = body
-        .get(..header_len)
-        .ok_or(ProtocolError::Truncated("response header"))?;
+    let json = body.get(..header_len).ok_or(ProtocolError::Truncated("response header"))?;
     let archive = body
         .get(header_len..header_len + archive_len)
         .ok_or(ProtocolError::Truncated("response archive"))?;
@@ -309,10 +297,7 @@ mod tests {
 
     #[test]
     fn response_round_trips_and_missing_answers_are_recognised() {
-        let resp = GuestResponse::Panic {
-            message: "boom".into(),
-            location: Some("x.rs:1".into()),
-        };
+        let resp = GuestResponse::Panic { message: "boom".into(), location: Some("x.rs:1".into()) };
         let mut bytes = encode_response(&resp, b"CPIO").unwrap();
         bytes.resize(4096, 0);
         let (back, archive) = decode_response(&bytes).unwrap();
@@ -320,16 +305,10 @@ mod tests {
 
         // The untouched request is not an answer.
         let req = encode_request(&request(), b"").unwrap();
-        assert!(matches!(
-            decode_response(&req),
-            Err(ProtocolError::NoAnswer)
-        ));
+        assert!(matches!(decode_response(&req), Err(ProtocolError::NoAnswer)));
         // A prefix that promises more than is there.
         let short = &encode_response(
-            &GuestResponse::Panic {
-                message: "x".into(),
-                location: None,
-            },
+            &GuestResponse::Panic { message: "x".into(), location: None },
             b"CPIO",
         )
         .unwrap();

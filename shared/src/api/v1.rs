@@ -233,11 +233,7 @@ mod tests {
     #[test]
     fn archive_header_refuses_unknown_fields() {
         let err = serde_json::from_str::<RunRequest>(r#"{"container":"x","optoins":{}}"#);
-        assert!(
-            err.unwrap_err()
-                .to_string()
-                .contains("unknown field `optoins`")
-        );
+        assert!(err.unwrap_err().to_string().contains("unknown field `optoins`"));
     }
 
     #[test]
@@ -265,10 +261,7 @@ mod tests {
             ]
         );
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: ErrorCode::InvalidOption,
-                message: "m".into(),
-            },
+            error: ErrorDetail { code: ErrorCode::InvalidOption, message: "m".into() },
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
