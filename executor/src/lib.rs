@@ -1,4 +1,53 @@
-//! The host side of a job: "run this input in this image with these limits".
+//! The host side of a job: "run this input in this image with these limits". Knows nothing of
+//! HTTP.
 //!
-//! Not built yet (issue 3): the VM pool, the QEMU command line and the image store land here.
+//! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file.
+//! 2. [`accel::probe`] picks KVM or TCG once at start-up.
+//! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
+//! 4. [`vm::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
+//!    microvm machine with no network device, the image and the I/O disk as virtio-blk devices,
+//!    and a host-side deadline; the guest init runs the program and writes its answer back.
+//! 5. [`convert::output_from_guest`] turns the answer into a [`job::JobOutput`].
 #![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod accel;
+pub mod convert;
+pub mod image;
+pub mod job;
+pub mod pool;
+pub mod vm;
+
+pub use job::{Job, JobLimits, JobOutput, Outcome};
+
+/// Why a job could not be run at all (as opposed to a job that ran and failed, which is an
+/// [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("all job slots are busy and the queue is full; retry in {} s", retry_after.as_secs().max(1))]
+    Busy { retry_after: Duration },
+    #[error("the executor is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    #[error("the job's files are not a valid archive")]
+    Archive(#[from] shared::cpio::CpioError),
+    #[error("cannot use the work directory {path}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the guest request")]
+    Encode(#[from] serde_json::Error),
+    #[error("the guest's answer is unreadable")]
+    Protocol(#[from] shared::guest::ProtocolError),
+}

@@ -1,6 +1,100 @@
-//! PID 1 inside the microVM. Not built yet (issue 3).
+//! `pe-init`: PID 1 of a Program Explorer microVM. One VM runs one job, then powers off.
+//!
+//! 1. Install a panic hook that writes a `Panic` answer and powers off: the guest never hangs
+//!    silently.
+//! 2. Mount /proc, /sys, /dev, cgroup2 and a /run tmpfs ([`setup`]).
+//! 3. Find the I/O disk and the image disk by their virtio serials, read the `GuestRequest` and
+//!    the input archive from the I/O disk ([`disk`]).
+//! 4. Mount the image read-only under an overlay whose upper layer is a size-capped tmpfs; that
+//!    tmpfs also holds /input (the unpacked inputs, owned by the job user), /output and /tmp.
+//! 5. Write an OCI bundle and start the program with `crun run --detach` as an unprivileged
+//!    user in fresh namespaces with cgroup limits; capture stdout/stderr up to their caps and
+//!    enforce the wall-clock limit ([`job`]).
+//! 6. Pack stdout, stderr and /output into the answer, write it to the I/O disk, power off.
+
+mod disk;
+mod job;
+mod setup;
+mod sys;
+
+use std::time::Instant;
+
+use shared::guest::{GuestResponse, PROTOCOL_VERSION};
+
+/// The user the program runs as, and owns its inputs.
+pub const JOB_UID: u32 = 1000;
+pub const JOB_GID: u32 = 1000;
+
+/// A step that failed before the program could run: which step, and why.
+#[derive(Debug)]
+pub struct SetupError {
+    pub stage: &'static str,
+    pub message: String,
+}
+
+impl SetupError {
+    pub fn new(stage: &'static str, err: impl std::fmt::Display) -> Self {
+        SetupError { stage, message: err.to_string() }
+    }
+}
+
+/// Attaches a stage name to any error, for `?`.
+pub trait Stage<T> {
+    fn stage(self, stage: &'static str) -> Result<T, SetupError>;
+}
+
+impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
+    fn stage(self, stage: &'static str) -> Result<T, SetupError> {
+        self.map_err(|e| SetupError::new(stage, e))
+    }
+}
 
 fn main() {
-    eprintln!("pe-init: the guest init is not built yet");
-    std::process::exit(1);
+    let started = Instant::now();
+    std::panic::set_hook(Box::new(|info| {
+        let message = match info.payload().downcast_ref::<&str>() {
+            Some(s) => (*s).to_owned(),
+            None => info.payload().downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        eprintln!("pe-init: panic: {message} at {location:?}");
+        let _ = disk::write_answer(&GuestResponse::Panic { message, location }, &[]);
+        sys::power_off();
+    }));
+
+    let (response, archive) = match run(started) {
+        Ok(done) => done,
+        Err(err) => {
+            eprintln!("pe-init: {} failed: {}", err.stage, err.message);
+            (
+                GuestResponse::SetupFailed { stage: err.stage.into(), message: err.message },
+                Vec::new(),
+            )
+        }
+    };
+    if let Err(err) = disk::write_answer(&response, &archive) {
+        eprintln!("pe-init: cannot write the answer: {err}");
+    }
+    sys::power_off();
+}
+
+fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
+    setup::mount_system()?;
+    let boot_ms = setup::uptime_ms();
+    if std::fs::read_to_string("/proc/cmdline").unwrap_or_default().contains("pe.probe") {
+        // The host only wants to know that the guest reaches init on this accelerator.
+        sys::power_off();
+    }
+    let disks = disk::find_disks()?;
+    let (request, inputs) = disk::read_request(&disks.io)?;
+    if request.version != PROTOCOL_VERSION {
+        return Err(SetupError::new(
+            "read request",
+            format!("protocol version {} (this guest speaks {PROTOCOL_VERSION})", request.version),
+        ));
+    }
+    setup::seed_rng(&request.seed);
+    let stdin = setup::prepare_root(&disks.image, &request, &inputs)?;
+    let setup_ms = started.elapsed().as_millis() as u64;
+    job::run(&request, stdin, boot_ms, setup_ms)
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::executor_config::ExecutorArgs;
 
 /// Program Explorer: run any container on any input in a fresh microVM.
 #[derive(Debug, Parser)]
@@ -10,6 +12,8 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -17,7 +21,10 @@ pub enum Command {
     /// Serve the web app and the HTTP API.
     Serve,
     /// Run a container on input files in a microVM and print its output.
-    Run,
+    ///
+    /// Exits with the program's exit status (128+N for signal N, 124 on timeout, 137 when out
+    /// of memory, 125 if it could not start).
+    Run(RunArgs),
     /// Build, list, inspect, test and remove container images.
     Image,
     /// Pack, unpack and list cpio newc archives (the format of inputs and outputs).
@@ -27,6 +34,39 @@ pub enum Command {
     Doctor,
     /// Remove old cache entries and temporary files.
     Gc,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A built image id (`busybox`) or the path of an image file (squashfs or erofs).
+    pub image: String,
+    /// Put a file in /input: `PATH` (as its file name) or `PATH=NAME`.
+    #[arg(short, long = "file", value_name = "PATH[=NAME]")]
+    pub files: Vec<String>,
+    /// Feed this file to the program's standard input.
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// Set an environment variable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Write the files the program left in /output to this directory.
+    #[arg(short, long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the whole result as JSON (the API's JSON form) instead of the program's output.
+    #[arg(long)]
+    pub json: bool,
+    /// Wall-clock limit in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = shared::limits::DEFAULT_MEMORY_MIB)]
+    pub memory: u32,
+    /// Working directory inside the container.
+    #[arg(long, default_value = "/input")]
+    pub cwd: String,
+    /// The command to run and its arguments.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

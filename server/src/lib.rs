@@ -2,8 +2,14 @@
 //!
 //! 1. `main.rs` parses the command line ([`cli`]) and dispatches.
 //! 2. [`archive`] packs, unpacks and lists cpio archives with the shared codec.
-//! 3. The HTTP server (issue 5), `pe run` (issue 3) and the image builder (issue 4) follow.
+//! 3. [`run_cmd`] runs one job in a microVM (`pe run`); [`doctor`] checks the host.
+//! 4. [`convert`] is the one place executor results become API types.
+//! 5. The HTTP server (issue 5) and the image builder (issue 4) follow.
 #![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod cli;
+pub mod convert;
+pub mod doctor;
+pub mod executor_config;
+pub mod run_cmd;

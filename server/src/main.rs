@@ -25,9 +25,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match cli.command {
         Command::Archive(cmd) => archive_command(cmd),
-        Command::Serve | Command::Run | Command::Image | Command::Doctor | Command::Gc => {
+        Command::Run(args) => runtime()?.block_on(server::run_cmd::run(&cli.executor, args)),
+        Command::Doctor => runtime()?.block_on(server::doctor::run(&cli.executor)),
+        Command::Serve | Command::Image | Command::Gc => {
             eprintln!("pe: this subcommand is not built yet");
             Ok(ExitCode::from(2))
         }

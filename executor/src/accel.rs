@@ -1,0 +1,175 @@
+//! Which accelerator QEMU uses: hardware KVM where a guest actually runs on it, TCG (software
+//! emulation) elsewhere. Having `/dev/kvm` is not enough: a nested hypervisor such as PVM opens
+//! it but cannot run an unmodified Linux guest. So [`probe`] boots the real kernel and init on
+//! KVM with a short deadline and falls back to TCG if the guest does not reach init in time.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::vm::VmConfig;
+
+/// The accelerator a VM runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Accel {
+    Kvm,
+    /// Software emulation. The guest needs the host's TSC frequency on its command line.
+    Tcg {
+        tsc_khz: u64,
+    },
+}
+
+impl Accel {
+    /// TCG with the host's TSC frequency.
+    pub fn tcg() -> Accel {
+        Accel::Tcg { tsc_khz: host_tsc_khz() }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg { .. } => "tcg",
+        }
+    }
+
+    pub fn qemu_args(&self) -> &'static [&'static str] {
+        match self {
+            Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
+            Accel::Tcg { .. } => &["-accel", "tcg"],
+        }
+    }
+
+    /// `tsc_early_khz` for the guest command line, under TCG.
+    pub fn tsc_khz(&self) -> Option<u64> {
+        match self {
+            Accel::Kvm => None,
+            Accel::Tcg { tsc_khz } => Some(*tsc_khz),
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the configuration asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccelChoice {
+    /// Probe KVM, fall back to TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl std::str::FromStr for AccelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AccelChoice::Auto),
+            "kvm" => Ok(AccelChoice::Kvm),
+            "tcg" => Ok(AccelChoice::Tcg),
+            other => Err(format!("unknown accelerator {other:?}: use auto, kvm or tcg")),
+        }
+    }
+}
+
+/// The accelerator chosen and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccelReport {
+    pub accel: Accel,
+    pub reason: String,
+}
+
+/// How long a guest may take to reach init on KVM before KVM is judged unusable. A working KVM
+/// host boots this kernel in about 0.1 s.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Chooses the accelerator. With `Auto`, boots the guest on KVM once (the result is cached in
+/// `cache` for this host boot, kernel and initramfs, so only the first start pays for it).
+pub async fn probe(config: &VmConfig, choice: AccelChoice, cache: Option<&Path>) -> AccelReport {
+    let tcg = |reason: String| AccelReport { accel: Accel::tcg(), reason };
+    match choice {
+        AccelChoice::Tcg => return tcg("TCG forced by configuration".into()),
+        AccelChoice::Kvm => {
+            return AccelReport { accel: Accel::Kvm, reason: "KVM forced by configuration".into() };
+        }
+        AccelChoice::Auto => {}
+    }
+    if let Err(err) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        return tcg(format!("/dev/kvm is not usable ({err}): using TCG"));
+    }
+    let key = probe_key(config);
+    if let Some(cached) = cache.and_then(|p| read_cached(p, &key)) {
+        return cached;
+    }
+    let report = match boot_probe(config).await {
+        Ok(took) => AccelReport {
+            accel: Accel::Kvm,
+            reason: format!("a probe guest reached init on KVM in {} ms", took.as_millis()),
+        },
+        Err(why) => tcg(format!("KVM probe failed ({why}): using TCG")),
+    };
+    if let Some(path) = cache {
+        let entry = serde_json::json!({"key": key, "report": report});
+        let _ = fs::write(path, entry.to_string());
+    }
+    report
+}
+
+fn probe_key(config: &VmConfig) -> String {
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let stamp = |p: &Path| {
+        fs::metadata(p).map(|m| format!("{}:{:?}", m.len(), m.modified().ok())).unwrap_or_default()
+    };
+    format!("{}|{}|{}", boot_id.trim(), stamp(&config.kernel), stamp(&config.initramfs))
+}
+
+fn read_cached(path: &Path, key: &str) -> Option<AccelReport> {
+    let value: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).ok()?).ok()?;
+    if value.get("key")?.as_str()? != key {
+        return None;
+    }
+    let mut report: AccelReport = serde_json::from_value(value.get("report")?.clone()).ok()?;
+    report.reason.push_str(" (cached probe)");
+    Some(report)
+}
+
+/// Boots the init in probe mode (it powers off as soon as it runs) on KVM.
+async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
+    let dir = tempfile::tempdir_in(&config.work_dir).map_err(|e| e.to_string())?;
+    let disk = dir.path().join("empty");
+    fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
+    let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };
+    let mut cmd = kvm.command(256, &disk, true, &disk, "pe.probe", None);
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {
+        Ok(Ok(status)) if status.code() == Some(1) => Ok(started.elapsed()),
+        Ok(Ok(status)) => Err(format!("QEMU exited with {status}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(format!("the guest did not reach init within {} s", PROBE_DEADLINE.as_secs()))
+        }
+    }
+}
+
+/// The host's TSC frequency in kHz, from /proc/cpuinfo.
+pub fn host_tsc_khz() -> u64 {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|mhz| mhz.trim().parse::<f64>().ok())
+        })
+        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
+}

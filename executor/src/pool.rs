@@ -1,0 +1,213 @@
+//! A bounded pool of job slots in front of a backend, with a bounded queue: a job beyond
+//! `slots + queue` is refused at once with [`ExecError::Busy`] rather than waiting without end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::ExecError;
+use crate::job::{Job, JobOutput};
+
+/// A boxed future, so backends can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that runs one job: the microVM, or a fake in tests.
+pub trait Backend: Send + Sync + 'static {
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>>;
+}
+
+/// The microVM backend: one fresh VM per job.
+#[derive(Debug, Clone)]
+pub struct MicroVm {
+    pub config: crate::vm::VmConfig,
+}
+
+impl Backend for MicroVm {
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(crate::vm::run_cold(&self.config, job))
+    }
+}
+
+/// Slots and queue.
+pub struct Pool {
+    backend: Arc<dyn Backend>,
+    slots: Arc<Semaphore>,
+    slot_count: usize,
+    queue_max: usize,
+    /// Jobs admitted: running plus waiting.
+    admitted: AtomicUsize,
+    /// A rough duration of one job, to suggest when to retry.
+    typical_job: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("slots", &self.slot_count)
+            .field("queue_max", &self.queue_max)
+            .field("admitted", &self.admitted.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Default slot count: one core is left to the server and the host.
+pub fn default_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1)
+}
+
+impl Pool {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        slots: usize,
+        queue_max: usize,
+        typical_job: Duration,
+    ) -> Pool {
+        let slots = slots.max(1);
+        Pool {
+            backend,
+            slots: Arc::new(Semaphore::new(slots)),
+            slot_count: slots,
+            queue_max,
+            admitted: AtomicUsize::new(0),
+            typical_job,
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slot_count
+    }
+
+    /// Jobs waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.admitted.load(Ordering::Relaxed).saturating_sub(self.running())
+    }
+
+    /// Jobs holding a slot.
+    pub fn running(&self) -> usize {
+        self.slot_count - self.slots.available_permits()
+    }
+
+    /// Runs `job` when a slot is free, or answers [`ExecError::Busy`] at once if the queue is
+    /// full. Dropping the future (a client that went away) gives the slot back and, through the
+    /// backend, kills the VM.
+    pub async fn try_submit(&self, job: &Job) -> Result<JobOutput, ExecError> {
+        let limit = self.slot_count + self.queue_max;
+        let admitted = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let _admission = Admission(&self.admitted);
+        if admitted >= limit {
+            let waves = (admitted / self.slot_count) as u32 + 1;
+            return Err(ExecError::Busy { retry_after: self.typical_job * waves });
+        }
+        let submitted = Instant::now();
+        let _permit = self.slots.acquire().await.map_err(|_| ExecError::ShuttingDown)?;
+        let queue_ms = submitted.elapsed().as_millis() as u64;
+        let mut output = self.backend.run(job).await?;
+        output.timings.queue_ms = queue_ms;
+        output.timings.total_ms = submitted.elapsed().as_millis() as u64;
+        Ok(output)
+    }
+
+    /// Stops admitting jobs; waiting ones get [`ExecError::ShuttingDown`].
+    pub fn close(&self) {
+        self.slots.close();
+    }
+}
+
+/// Gives an admission back when the job ends, however it ends.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ImageFormat, ImageInfo};
+    use crate::job::{JobTimings, Outcome, RanOn, Truncated, Usage};
+
+    /// Sleeps for the job's "duration" (its first argument, in ms) and exits 0.
+    struct Sleeper;
+
+    impl Backend for Sleeper {
+        fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+            Box::pin(async move {
+                let ms: u64 = job.argv[0].parse().unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(JobOutput {
+                    outcome: Outcome::Exited(0),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    files: Vec::new(),
+                    truncated: Truncated::default(),
+                    timings: JobTimings::default(),
+                    usage: Usage::default(),
+                    ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                    notes: Vec::new(),
+                })
+            })
+        }
+    }
+
+    fn job(ms: u64) -> Job {
+        let image = ImageInfo {
+            id: "x".into(),
+            digest: "sha256:0".into(),
+            path: "/nonexistent".into(),
+            format: ImageFormat::Squashfs,
+            size: 0,
+            built_at: None,
+        };
+        Job::new(image, vec![ms.to_string()])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_answers_busy_at_once_and_frees_on_completion() {
+        let pool = Arc::new(Pool::new(Arc::new(Sleeper), 1, 1, Duration::from_secs(2)));
+        let a = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.try_submit(&job(1000)).await }
+        });
+        let b = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.try_submit(&job(1000)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!((pool.running(), pool.queued()), (1, 1));
+        match pool.try_submit(&job(1)).await {
+            Err(ExecError::Busy { retry_after }) => assert!(retry_after >= Duration::from_secs(2)),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        let a = a.await.unwrap().unwrap();
+        let b = b.await.unwrap().unwrap();
+        assert_eq!(a.timings.queue_ms, 0);
+        assert!(
+            b.timings.queue_ms >= 990,
+            "second job waited for the slot: {}",
+            b.timings.queue_ms
+        );
+        assert_eq!((pool.running(), pool.queued()), (0, 0));
+        assert!(pool.try_submit(&job(1)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_job_gives_its_slot_back() {
+        let pool = Arc::new(Pool::new(Arc::new(Sleeper), 1, 0, Duration::from_secs(1)));
+        let running = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.try_submit(&job(60_000)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(pool.try_submit(&job(1)).await, Err(ExecError::Busy { .. })));
+        running.abort();
+        let _ = running.await;
+        assert_eq!(pool.running(), 0);
+        assert!(pool.try_submit(&job(1)).await.is_ok());
+    }
+}

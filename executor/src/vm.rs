@@ -1,0 +1,209 @@
+//! One job in one fresh microVM: write the I/O disk, start QEMU, wait (with a host-side
+//! deadline), read the answer. The job's directory is a temporary directory and QEMU is killed
+//! when its handle drops, so every path (success, error, timeout, cancellation) cleans up.
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use shared::guest::{self, IMAGE_DISK_SERIAL, IO_DISK_SERIAL, ProtocolError};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::ExecError;
+use crate::accel::Accel;
+use crate::convert;
+use crate::job::{Job, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
+
+/// Where the VM's parts are and how to start it.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub qemu: PathBuf,
+    /// qboot, the minimal firmware (from qemu-system-data).
+    pub bios: PathBuf,
+    /// Uncompressed kernel (`vmlinux`), booted through PVH.
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// Where job directories are created.
+    pub work_dir: PathBuf,
+    pub accel: Accel,
+    /// Time allowed on top of the job's own limit for boot, setup and collecting outputs,
+    /// before the host kills the VM.
+    pub margin: Duration,
+    /// Keep the guest's console in `<work_dir>/console-<job>.log` (debugging).
+    pub console_log: bool,
+}
+
+impl VmConfig {
+    /// The QEMU command line for a VM with the given disks and kernel arguments.
+    pub fn command(
+        &self,
+        memory_mib: u32,
+        image: &Path,
+        image_readonly: bool,
+        io: &Path,
+        extra_cmdline: &str,
+        console: Option<&Path>,
+    ) -> Command {
+        let mut cmdline = String::from("quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on");
+        if let Some(khz) = self.accel.tsc_khz() {
+            // Under TCG the kernel cannot calibrate the TSC quickly and boot hangs without it.
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        if console.is_some() {
+            cmdline.push_str(" console=hvc0");
+        }
+        if !extra_cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(extra_cmdline);
+        }
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args([
+            "-M",
+            "microvm,acpi=off,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=on",
+        ]);
+        cmd.args(self.accel.qemu_args());
+        cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);
+        cmd.arg("-bios").arg(&self.bios);
+        cmd.args(["-m", &memory_mib.to_string(), "-smp", "1"]);
+        cmd.arg("-kernel").arg(&self.kernel);
+        cmd.arg("-initrd").arg(&self.initramfs);
+        cmd.args(["-append", &cmdline]);
+        let ro = if image_readonly { ",readonly=on" } else { "" };
+        cmd.arg("-drive").arg(drive_arg("image", image, ro));
+        cmd.args(["-device", &format!("virtio-blk-device,drive=image,serial={IMAGE_DISK_SERIAL}")]);
+        cmd.arg("-drive").arg(drive_arg("io", io, ""));
+        cmd.args(["-device", &format!("virtio-blk-device,drive=io,serial={IO_DISK_SERIAL}")]);
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+        if let Some(log) = console {
+            cmd.args(["-device", "virtio-serial-device"]);
+            cmd.arg("-chardev").arg(format!("file,id=console,path={}", log.display()));
+            cmd.args(["-device", "virtconsole,chardev=console"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd
+    }
+}
+
+fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
+    // QEMU option values escape ',' by doubling it.
+    let path = path.display().to_string().replace(',', ",,");
+    format!("id={id},file={path},format=raw,if=none,cache=unsafe{extra}").into()
+}
+
+/// Runs `job` in a VM booted for it.
+pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecError> {
+    let dir = tempfile::Builder::new()
+        .prefix("job-")
+        .tempdir_in(&config.work_dir)
+        .map_err(|source| ExecError::WorkDir { path: config.work_dir.clone(), source })?;
+    let io_path = dir.path().join("io");
+    let request = convert::request_bytes(job)?;
+    write_io_disk(&io_path, &request, convert::io_disk_size(job, request.len()))?;
+    let console = config.console_log.then(|| {
+        let name = dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
+        config.work_dir.join(format!("console-{name}.log"))
+    });
+
+    let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
+    let mut cmd = config.command(
+        job.limits.memory_mib,
+        &job.image.path,
+        true,
+        &io_path,
+        "",
+        console.as_deref(),
+    );
+    let started = Instant::now();
+    let mut child =
+        cmd.spawn().map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
+    let mut stderr = child.stderr.take();
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(stderr) = stderr.as_mut() {
+            let _ = stderr.take(64 * 1024).read_to_end(&mut buf).await;
+        }
+        buf
+    });
+    let deadline = job.limits.timeout + config.margin;
+    let status = match tokio::time::timeout(deadline, child.wait()).await {
+        Ok(status) => Some(
+            status.map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?,
+        ),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let vm_ms = started.elapsed().as_millis() as u64;
+    let qemu_stderr =
+        String::from_utf8_lossy(&stderr_task.await.unwrap_or_default()).trim().to_owned();
+
+    match read_answer(&io_path) {
+        Ok((response, archive)) => convert::output_from_guest(response, &archive, vm_ms, ran_on),
+        Err(err) => {
+            let (outcome, notes) = match status {
+                None => (
+                    Outcome::Timeout,
+                    vec![format!(
+                        "the VM did not finish within the limit of {} ms plus {} ms for boot; it was killed",
+                        job.limits.timeout.as_millis(),
+                        config.margin.as_millis()
+                    )],
+                ),
+                Some(status) => {
+                    let mut why =
+                        format!("the VM stopped without a valid answer ({err}; QEMU {status})");
+                    if !qemu_stderr.is_empty() {
+                        why.push_str(&format!(": {qemu_stderr}"));
+                    }
+                    (Outcome::FailedToStart(why), Vec::new())
+                }
+            };
+            Ok(JobOutput {
+                outcome,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                files: Vec::new(),
+                truncated: Truncated::default(),
+                timings: JobTimings { boot_ms: vm_ms, ..JobTimings::default() },
+                usage: Usage::default(),
+                ran_on,
+                notes,
+            })
+        }
+    }
+}
+
+fn write_io_disk(path: &Path, request: &[u8], size: u64) -> Result<(), ExecError> {
+    let io_err = |source| ExecError::WorkDir { path: path.to_owned(), source };
+    let file = File::create(path).map_err(io_err)?;
+    file.write_all_at(request, 0).map_err(io_err)?;
+    // Sparse: the answer's room costs no disk until the guest writes it.
+    file.set_len(size).map_err(io_err)?;
+    Ok(())
+}
+
+/// Reads and parses the guest's answer from the I/O disk file.
+pub fn read_answer(path: &Path) -> Result<(guest::GuestResponse, Vec<u8>), ExecError> {
+    let io_err = |source| ExecError::WorkDir { path: path.to_owned(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let mut prefix = [0u8; guest::RESPONSE_PREFIX_LEN];
+    file.read_exact_at(&mut prefix, 0).map_err(io_err)?;
+    if prefix[..4] != guest::RESPONSE_MAGIC {
+        return Err(ProtocolError::NoAnswer.into());
+    }
+    let archive_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as u64;
+    let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as u64;
+    let file_len = fs::metadata(path).map_err(io_err)?.len();
+    let total = guest::RESPONSE_PREFIX_LEN as u64 + header_len + archive_len;
+    if total > file_len {
+        return Err(ProtocolError::Truncated("the answer is longer than the I/O disk").into());
+    }
+    let mut bytes = vec![0u8; total as usize];
+    file.read_exact_at(&mut bytes, 0).map_err(io_err)?;
+    let (response, archive) = guest::decode_response(&bytes)?;
+    Ok((response, archive.to_vec()))
+}

@@ -1,0 +1,334 @@
+//! Runs the program with crun and turns what happened into the answer.
+//!
+//! crun runs with `--detach`: it creates the container, starts the program and exits, and the
+//! program is re-parented to us (PID 1). So we wait for it directly (exact exit status) while
+//! one poll loop reads its stdout and stderr up to their caps and watches the deadline. Every
+//! limit kills the whole container through its cgroup (`cgroup.kill`).
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shared::api::v1::archive_paths;
+use shared::cpio::{Encoder, Limits};
+use shared::guest::{
+    Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation, GuestUsage,
+};
+
+use crate::setup::paths;
+use crate::sys::{self, WaitStatus};
+use crate::{JOB_GID, JOB_UID, SetupError, Stage};
+
+const CONTAINER_ID: &str = "job";
+const CGROUP: &str = "/sys/fs/cgroup/pe-job";
+const PID_FILE: &str = "/run/pe.pid";
+/// How long to keep reading the pipes after the program exited (other processes of the
+/// container may hold them for a moment while the kernel kills them).
+const DRAIN: Duration = Duration::from_millis(500);
+
+pub fn run(
+    request: &GuestRequest,
+    stdin: std::path::PathBuf,
+    boot_ms: u64,
+    setup_ms: u64,
+) -> Result<(GuestResponse, Vec<u8>), SetupError> {
+    write_bundle(request)?;
+
+    let (out_reader, out_writer) = io::pipe().stage("start program")?;
+    let (err_reader, err_writer) = io::pipe().stage("start program")?;
+    let started = Instant::now();
+    let mut crun = Command::new("/usr/bin/crun")
+        .args(["--root", "/run/crun", "--cgroup-manager", "cgroupfs", "run", "--no-pivot"])
+        .args(["--detach", "--pid-file", PID_FILE, "--bundle", paths::BUNDLE, CONTAINER_ID])
+        .stdin(File::open(&stdin).stage("start program")?)
+        .stdout(Stdio::from(out_writer))
+        .stderr(Stdio::from(err_writer))
+        .spawn()
+        .stage("start program")?;
+    let crun_status = crun.wait().stage("start program")?;
+    let limits = &request.limits;
+    let mut stdout = Capture::new(out_reader, limits.stdout_bytes);
+    let mut stderr = Capture::new(err_reader, limits.stderr_bytes);
+    if !crun_status.success() {
+        // The container never started: what crun said is the reason.
+        stderr.drain_for(Duration::from_millis(200));
+        let said = String::from_utf8_lossy(&stderr.data).trim().to_owned();
+        return Err(SetupError::new("start program", crun_message(&said)));
+    }
+    let pid: libc::pid_t = fs::read_to_string(PID_FILE)
+        .stage("start program")?
+        .trim()
+        .parse()
+        .stage("start program")?;
+    let pidfd = sys::pidfd_open(pid).stage("wait for program")?;
+
+    let deadline = started + Duration::from_millis(limits.timeout_ms);
+    let mut timed_out = false;
+    let mut status = None;
+    while status.is_none() {
+        let now = Instant::now();
+        if now >= deadline && !timed_out {
+            timed_out = true;
+            kill_container();
+        }
+        let wait = if timed_out { None } else { Some(deadline - now) };
+        let fds = [pidfd.as_raw_fd(), stdout.fd(), stderr.fd()];
+        let ready = sys::poll_readable(&fds, wait).stage("wait for program")?;
+        for (capture, is_ready) in [(&mut stdout, ready[1]), (&mut stderr, ready[2])] {
+            if is_ready && capture.read_once() {
+                kill_container(); // over its cap: stop the program
+            }
+        }
+        if ready[0] {
+            status = sys::try_wait(pid).stage("wait for program")?;
+        }
+    }
+    let run_ms = started.elapsed().as_millis() as u64;
+    stdout.drain_for(DRAIN);
+    stderr.drain_for(DRAIN);
+    sys::reap_zombies();
+
+    let collect_start = Instant::now();
+    let (exit, usage) = classify(status, timed_out);
+    let mut notes = Vec::new();
+    let mut encoder = Encoder::new(Vec::new(), Limits::MAX);
+    encoder.add_file(archive_paths::STDOUT, 0o644, 0, &stdout.data).stage("collect outputs")?;
+    encoder.add_file(archive_paths::STDERR, 0o644, 0, &stderr.data).stage("collect outputs")?;
+    let output_truncated = collect_outputs(request, &mut encoder, &mut notes)?;
+    let archive = encoder.finish().stage("collect outputs")?;
+    let finished = Finished {
+        exit,
+        usage,
+        truncated: GuestTruncation {
+            stdout: stdout.truncated,
+            stderr: stderr.truncated,
+            output: output_truncated,
+        },
+        timings: GuestTimings {
+            boot_ms,
+            setup_ms,
+            run_ms,
+            collect_ms: collect_start.elapsed().as_millis() as u64,
+        },
+        notes,
+    };
+    Ok((GuestResponse::Finished(finished), archive))
+}
+
+/// crun's error, shortened to what a person needs ("executable file `x` not found").
+fn crun_message(said: &str) -> String {
+    let line = said.lines().last().unwrap_or("").trim();
+    let line = line.strip_prefix("crun: ").unwrap_or(line);
+    if line.is_empty() { "crun failed without saying why".to_owned() } else { line.to_owned() }
+}
+
+/// Kills every process of the container at once.
+fn kill_container() {
+    let _ = fs::write(format!("{CGROUP}/cgroup.kill"), "1");
+}
+
+fn classify(status: Option<WaitStatus>, timed_out: bool) -> (Exit, GuestUsage) {
+    let stat = fs::read_to_string(format!("{CGROUP}/cpu.stat")).unwrap_or_default();
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
+    };
+    let events = fs::read_to_string(format!("{CGROUP}/memory.events")).unwrap_or_default();
+    let peak: u64 = fs::read_to_string(format!("{CGROUP}/memory.peak"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let usage = GuestUsage {
+        user_ms: field(&stat, "user_usec ") / 1000,
+        sys_ms: field(&stat, "system_usec ") / 1000,
+        max_rss_kib: peak / 1024,
+    };
+    let oom_kills = field(&events, "oom_kill ");
+    let exit = match status {
+        _ if timed_out => Exit::Timeout,
+        Some(WaitStatus::Signaled(signal)) if oom_kills > 0 => Exit::Oom { signal },
+        Some(WaitStatus::Signaled(signal)) => Exit::Signaled { signal },
+        Some(WaitStatus::Exited(code)) => Exit::Exited { code },
+        None => Exit::Signaled { signal: libc::SIGKILL },
+    };
+    (exit, usage)
+}
+
+/// One output pipe, read up to `cap` bytes; the rest is counted and dropped.
+struct Capture {
+    reader: io::PipeReader,
+    data: Vec<u8>,
+    cap: u64,
+    truncated: bool,
+    eof: bool,
+}
+
+impl Capture {
+    fn new(reader: io::PipeReader, cap: u64) -> Self {
+        Capture { reader, data: Vec::new(), cap, truncated: false, eof: false }
+    }
+
+    /// The fd to poll; -1 (ignored by poll) once at end of file.
+    fn fd(&self) -> i32 {
+        if self.eof { -1 } else { self.reader.as_raw_fd() }
+    }
+
+    /// Reads what is available (call only when poll said readable). Returns true the first
+    /// time the cap is exceeded.
+    fn read_once(&mut self) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        match self.reader.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                false
+            }
+            Ok(n) => {
+                let room = (self.cap as usize).saturating_sub(self.data.len());
+                self.data.extend_from_slice(&buf[..n.min(room)]);
+                if n > room && !self.truncated {
+                    self.truncated = true;
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Reads until end of file or until `limit` has passed.
+    fn drain_for(&mut self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while !self.eof {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            match sys::poll_readable(&[self.fd()], Some(until - now)) {
+                Ok(ready) if ready[0] => {
+                    self.read_once();
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Writes the OCI runtime config: read-only root, writable /input, /output and /tmp from the
+/// scratch tmpfs, an unprivileged user with no capabilities, fresh namespaces (an empty network
+/// namespace: the VM has no network device anyway), and cgroup limits.
+fn write_bundle(request: &GuestRequest) -> Result<(), SetupError> {
+    let limits = &request.limits;
+    let scratch_bind = |dest: &str, dir: &str| {
+        json!({"destination": dest, "type": "bind", "source": format!("{}/{dir}", paths::SCRATCH),
+               "options": ["rbind", "rw", "nosuid", "nodev"]})
+    };
+    let no_caps: [&str; 0] = [];
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": JOB_UID, "gid": JOB_GID},
+            "args": request.argv,
+            "env": request.env,
+            "cwd": request.cwd,
+            "capabilities": {"bounding": no_caps, "effective": no_caps, "inheritable": no_caps,
+                             "permitted": no_caps, "ambient": no_caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+                        {"type": "RLIMIT_CORE", "hard": 0, "soft": 0}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": paths::ROOT, "readonly": true},
+        "hostname": "pe",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=1m"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=64m"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            scratch_bind("/input", "input"),
+            scratch_bind("/output", "output"),
+            scratch_bind("/tmp", "tmp"),
+        ],
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                           {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "cgroupsPath": "/pe-job",
+            "resources": {
+                "pids": {"limit": limits.pids_max},
+                "memory": {"limit": u64::from(limits.memory_mib) * 1024 * 1024}
+            },
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"]
+        }
+    });
+    let path = format!("{}/config.json", paths::BUNDLE);
+    fs::write(&path, serde_json::to_vec(&config).stage("write OCI config")?)
+        .stage("write OCI config")
+}
+
+/// Adds `output/<path>` for each file and directory under the scratch output directory, in
+/// sorted order, until a cap is reached. Links and special files are skipped with a note.
+/// Returns whether anything was left out.
+fn collect_outputs(
+    request: &GuestRequest,
+    encoder: &mut Encoder<Vec<u8>>,
+    notes: &mut Vec<String>,
+) -> Result<bool, SetupError> {
+    let root = Path::new(paths::SCRATCH).join("output");
+    let limits = &request.limits;
+    let base_entries = encoder.entries();
+    let base_bytes = encoder.total_bytes();
+    let mut truncated = false;
+    let mut stack = vec![(root.clone(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(read) = fs::read_dir(&dir) else { continue };
+        let mut children: Vec<_> = read.filter_map(Result::ok).collect();
+        children.sort_by_key(|c| std::cmp::Reverse(c.file_name()));
+        for child in children {
+            let name = child.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let Ok(meta) = fs::symlink_metadata(child.path()) else { continue };
+            let size = if meta.is_file() { meta.len() } else { 0 };
+            if encoder.entries() - base_entries >= limits.output_entries
+                || encoder.total_bytes() - base_bytes + size > limits.output_bytes
+            {
+                truncated = true;
+                notes.push(format!(
+                    "output/{rel} and later files were left out: over the output limit"
+                ));
+                return Ok(truncated);
+            }
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            let path = format!("{}/{rel}", archive_paths::OUTPUT_DIR);
+            let added = if meta.is_dir() {
+                stack.push((child.path(), rel.clone()));
+                encoder.add_dir(&path, mode, 0)
+            } else if meta.is_file() {
+                match fs::read(child.path()) {
+                    Ok(data) => encoder.add_file(&path, mode, 0, &data),
+                    Err(err) => {
+                        notes.push(format!("output/{rel} could not be read: {err}"));
+                        continue;
+                    }
+                }
+            } else {
+                notes.push(format!(
+                    "output/{rel} was left out: only files and directories are returned"
+                ));
+                truncated = true;
+                continue;
+            };
+            if let Err(err) = added {
+                notes.push(format!("output/{rel} was left out: {err}"));
+                truncated = true;
+            }
+        }
+    }
+    Ok(truncated)
+}

@@ -1,0 +1,143 @@
+//! Every system call the init makes that std does not wrap. All `unsafe` of the guest is here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// mount(2).
+pub fn mount(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let (source, target, fstype) = (cstr(source)?, cstr(target)?, cstr(fstype)?);
+    let data = data.map(cstr).transpose()?;
+    let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast());
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call, or null
+    // for `data`, which mount(2) accepts.
+    check(unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data_ptr)
+    })?;
+    Ok(())
+}
+
+/// Sets the filesystem uid and gid used for permission checks and new files' owners, so input
+/// files are created as the unprivileged job user. Returns nothing: setfsuid cannot report errors.
+pub fn set_fs_ids(uid: u32, gid: u32) {
+    // SAFETY: setfsgid/setfsuid take plain integers and have no memory effects.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
+}
+
+/// pidfd_open(2): a file descriptor that becomes readable when `pid` exits.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes two integers; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// poll(2) for readability on `fds`; returns which are readable (or hung up). `None` waits
+/// forever.
+pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    loop {
+        // SAFETY: `pollfds` is a valid, exclusively borrowed array of `len` pollfd structs.
+        let ret =
+            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+        if ret >= 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(pollfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// How a waited-for process ended.
+#[derive(Debug, Clone, Copy)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// waitpid(2) without blocking: `None` while the process runs.
+pub fn try_wait(pid: libc::pid_t) -> io::Result<Option<WaitStatus>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer for the duration of the call.
+    let ret = check(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    if ret == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if libc::WIFSIGNALED(status) {
+        WaitStatus::Signaled(libc::WTERMSIG(status))
+    } else {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    }))
+}
+
+/// Reaps every exited child without blocking (orphans re-parented to PID 1).
+pub fn reap_zombies() {
+    loop {
+        let mut status = 0;
+        // SAFETY: as in `try_wait`.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if ret <= 0 {
+            break;
+        }
+    }
+}
+
+/// Drops the kernel's cached pages of a block device, so a read sees what the host wrote to the
+/// backing file after the guest last looked.
+pub fn flush_block_cache(dev: &std::fs::File) -> io::Result<()> {
+    const BLKFLSBUF: libc::c_ulong = 0x1261;
+    // SAFETY: BLKFLSBUF takes no argument; the fd is a valid open block device.
+    check(unsafe { libc::ioctl(dev.as_raw_fd(), BLKFLSBUF as _, 0) })?;
+    Ok(())
+}
+
+/// Flushes every filesystem and block device.
+pub fn sync() {
+    // SAFETY: sync(2) has no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// Ends the VM: writes to QEMU's isa-debug-exit port (QEMU exits at once), falling back to the
+/// kernel's power-off if the port is not there.
+pub fn power_off() -> ! {
+    sync();
+    // SAFETY: ioperm grants this process access to port 0xf4 only; the `out` instruction then
+    // writes one byte to it. On a VM without the debug-exit device the write is ignored.
+    unsafe {
+        if libc::ioperm(0xf4, 4, 1) == 0 {
+            std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") 0u8, options(nomem, nostack));
+        }
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    // reboot(2) does not return on success; if everything failed, do not exit PID 1 (that is a
+    // kernel panic with a confusing message): spin until the host's deadline kills the VM.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

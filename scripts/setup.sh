@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs everything Program Explorer needs on a Debian 12 machine and builds the slow parts
+# (guest kernel, guest init, test image) into a cache outside the repo. Idempotent: a second run
+# only checks and takes seconds. Used by scripts/run and scripts/test; safe to run by itself.
+#
+#   PE_CACHE_DIR   where built kernels and images are kept (default ~/.cache/program-explorer)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${PE_CACHE_DIR:-$HOME/.cache/program-explorer}
+export PE_CACHE_DIR=$CACHE
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---- Debian packages --------------------------------------------------------------------------
+APT_PACKAGES=(
+  cpio                                  # the codec's reference tool in tests
+  qemu-system-x86 qemu-system-data      # the microVM (qboot.rom is in qemu-system-data)
+  crun                                  # runs the container inside the guest (copied into the initramfs)
+  busybox-static                        # the test image that needs no download
+  squashfs-tools erofs-utils mmdebstrap # image builder
+  linux-source-6.12 bc flex bison libelf-dev libssl-dev xz-utils make gcc  # guest kernel
+  musl-tools                            # static guest init
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  step "apt: all ${#APT_PACKAGES[@]} packages present"
+fi
+
+# ---- Rust toolchain and targets (pinned in rust-toolchain.toml) --------------------------------
+cd "$ROOT"
+toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup target list --installed --toolchain "$toolchain" 2>/dev/null | grep -q musl ||
+   ! rustup target list --installed --toolchain "$toolchain" 2>/dev/null | grep -q wasm32; then
+  step "rustup: installing $toolchain with wasm32 and musl targets"
+  rustup toolchain install "$toolchain" --profile minimal -c rustfmt,clippy \
+    -t wasm32-unknown-unknown,x86_64-unknown-linux-musl
+else
+  step "rustup: $toolchain with wasm32 and musl targets present"
+fi
+
+# ---- cargo-installed tools --------------------------------------------------------------------
+cargo_tool() { # name version [cargo install args...]
+  local name=$1 version=$2; shift 2
+  if command -v "$name" >/dev/null && "$name" --version 2>/dev/null | grep -q "$version"; then
+    step "cargo: $name $version present"
+  else
+    step "cargo: installing $name $version (several minutes on a fresh machine)"
+    cargo install --quiet "$@"
+  fi
+}
+# trunk 0.21.14 is the last release that builds on rustc 1.95.
+cargo_tool trunk 0.21.14 --locked trunk --version 0.21.14
+# wasm-bindgen-cli must equal the wasm-bindgen the frontend locks.
+wb=$(awk '/^name = "wasm-bindgen"$/ {getline; sub(/version = /, ""); gsub(/"/, ""); print}' Cargo.lock)
+if [ -n "$wb" ]; then
+  cargo_tool wasm-bindgen "$wb" wasm-bindgen-cli --version "=$wb"
+fi
+
+# ---- Guest kernel, guest init, test image ------------------------------------------------------
+"$ROOT/scripts/build-kernel.sh" >/dev/null
+if [ -x "$ROOT/scripts/build-guest.sh" ]; then "$ROOT/scripts/build-guest.sh" >/dev/null; fi

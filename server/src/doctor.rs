@@ -1,0 +1,62 @@
+//! `pe doctor`: what this host can do and what is missing, with the accelerator choice and why.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::executor_config::ExecutorArgs;
+
+pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    let mut check = |label: &str, good: bool, detail: String| {
+        ok &= good;
+        println!("{} {label:<12} {detail}", if good { "ok  " } else { "FAIL" });
+    };
+    let config = exec.vm_config()?;
+    let qemu = std::process::Command::new(&config.qemu).arg("--version").output();
+    match qemu {
+        Ok(out) if out.status.success() => {
+            let version =
+                String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned();
+            check("qemu", true, format!("{} ({version})", config.qemu.display()));
+        }
+        _ => check(
+            "qemu",
+            false,
+            format!("{} does not run: run scripts/setup.sh", config.qemu.display()),
+        ),
+    }
+    for (label, path) in
+        [("firmware", &config.bios), ("kernel", &config.kernel), ("initramfs", &config.initramfs)]
+    {
+        check(label, path.is_file(), describe_file(path));
+    }
+    let kvm = Path::new("/dev/kvm");
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    println!(
+        "info /dev/kvm     {}{}",
+        if kvm.exists() { "present" } else { "absent" },
+        if pvm { " (nested PVM: cannot run unmodified Linux guests)" } else { "" }
+    );
+    let (_, report) = exec.probe(config.clone()).await;
+    check("accelerator", true, format!("{} — {}", report.accel, report.reason));
+    println!("info isolation   microVM per job (no network device, read-only image, crun inside)");
+    let images = exec.images();
+    let list = images.list();
+    check(
+        "images",
+        !list.is_empty(),
+        format!("{} built in {}", list.len(), images.root().display()),
+    );
+    for image in list {
+        println!("     {:<12} {} {:>8} KiB", image.id, image.digest, image.size / 1024);
+    }
+    println!("info work dir    {}", config.work_dir.display());
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn describe_file(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) => format!("{} ({} KiB)", path.display(), meta.len() / 1024),
+        Err(_) => format!("{} is missing: run scripts/setup.sh", path.display()),
+    }
+}

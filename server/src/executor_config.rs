@@ -1,0 +1,81 @@
+//! Where the executor's parts are and how it runs VMs: flags shared by `pe serve`, `pe run`,
+//! `pe doctor` and `pe image`. Every flag is also an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use executor::accel::{self, AccelChoice, AccelReport};
+use executor::image::ImageStore;
+use executor::vm::VmConfig;
+
+/// The cache directory when `PE_CACHE_DIR` is not set: `~/.cache/program-explorer`.
+pub fn default_cache_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
+    home.join(".cache/program-explorer")
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecutorArgs {
+    /// Where the guest kernel, initramfs and images are built and kept
+    /// [default: ~/.cache/program-explorer].
+    #[arg(long, env = "PE_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Accelerator: auto (probe KVM, else TCG), kvm or tcg.
+    #[arg(long, env = "PE_ACCEL", default_value = "auto", global = true)]
+    pub accel: AccelChoice,
+    /// QEMU binary.
+    #[arg(long, env = "PE_QEMU", default_value = "/usr/bin/qemu-system-x86_64", global = true)]
+    pub qemu: PathBuf,
+    /// Firmware (qboot, from qemu-system-data).
+    #[arg(long, env = "PE_BIOS", default_value = "/usr/share/qemu/qboot.rom", global = true)]
+    pub bios: PathBuf,
+    /// Guest kernel [default: CACHE_DIR/vmlinux].
+    #[arg(long, env = "PE_KERNEL", global = true)]
+    pub kernel: Option<PathBuf>,
+    /// Guest initramfs [default: CACHE_DIR/initramfs.cpio].
+    #[arg(long, env = "PE_INITRAMFS", global = true)]
+    pub initramfs: Option<PathBuf>,
+    /// Extra seconds a VM may take beyond the job's time limit (boot, setup, collection) before
+    /// the host kills it.
+    #[arg(long, env = "PE_VM_MARGIN_SECS", default_value_t = 20, global = true)]
+    pub vm_margin_secs: u64,
+    /// Keep each guest's console output in CACHE_DIR/work (debugging).
+    #[arg(long, env = "PE_CONSOLE_LOG", global = true)]
+    pub console_log: bool,
+}
+
+impl ExecutorArgs {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+
+    pub fn images(&self) -> ImageStore {
+        ImageStore::new(self.cache_dir().join("images"))
+    }
+
+    /// The VM configuration with a placeholder accelerator (TCG) until [`Self::probe`] runs.
+    pub fn vm_config(&self) -> std::io::Result<VmConfig> {
+        let cache = self.cache_dir();
+        let work_dir = cache.join("work");
+        std::fs::create_dir_all(&work_dir)?;
+        Ok(VmConfig {
+            qemu: self.qemu.clone(),
+            bios: self.bios.clone(),
+            kernel: self.kernel.clone().unwrap_or_else(|| cache.join("vmlinux")),
+            initramfs: self.initramfs.clone().unwrap_or_else(|| cache.join("initramfs.cpio")),
+            work_dir,
+            accel: executor::accel::Accel::tcg(),
+            margin: Duration::from_secs(self.vm_margin_secs),
+            console_log: self.console_log,
+        })
+    }
+
+    /// Chooses the accelerator (cached per host boot) and returns the final VM configuration.
+    pub async fn probe(&self, mut config: VmConfig) -> (VmConfig, AccelReport) {
+        let cache = self.cache_dir().join("accel-probe.json");
+        let report = accel::probe(&config, self.accel, Some(&cache)).await;
+        config.accel = report.accel;
+        (config, report)
+    }
+}

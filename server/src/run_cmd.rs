@@ -1,0 +1,129 @@
+//! `pe run`: one job through the same executor the server uses, from the command line.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use executor::pool::{MicroVm, Pool};
+use executor::{Job, JobLimits, Outcome};
+use shared::cpio::Entry;
+
+use crate::cli::RunArgs;
+use crate::convert;
+use crate::executor_config::ExecutorArgs;
+
+pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let image = exec.images().resolve(&args.image)?;
+    let mut job = Job::new(image.clone(), args.argv.clone());
+    job.cwd = args.cwd.clone();
+    job.env = parse_env(&args.env)?;
+    job.files = read_files(&args.files)?;
+    if let Some(path) = &args.stdin {
+        job.stdin =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    if !(args.timeout > 0.0 && args.timeout <= shared::limits::MAX_TIMEOUT_MS as f64 / 1000.0) {
+        bail!("--timeout must be between 0 and {} seconds", shared::limits::MAX_TIMEOUT_MS / 1000);
+    }
+    job.limits = JobLimits {
+        timeout: Duration::from_secs_f64(args.timeout),
+        memory_mib: args.memory,
+        ..JobLimits::default()
+    };
+
+    let config = exec.vm_config().context("cannot create the work directory")?;
+    let (config, accel) = exec.probe(config).await;
+    let pool = Pool::new(Arc::new(MicroVm { config }), 1, 0, Duration::from_secs(2));
+    let output = pool.try_submit(&job).await?;
+
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &output.files)?;
+    }
+    let timeout_ms = job.limits.timeout.as_millis() as u64;
+    let result = convert::run_result(&output, &job.argv, &image, timeout_ms);
+    if args.json {
+        let json = convert::json_result(&output, result);
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        std::io::stdout().write_all(&output.stdout)?;
+        std::io::stdout().flush()?;
+        std::io::stderr().write_all(&output.stderr)?;
+        let t = &result.timings_ms;
+        eprintln!(
+            "pe: {status}{code} | {id} {digest} | microvm on {accel} ({reason}) | boot {boot} ms, run {run} ms, total {total} ms",
+            status = serde_json::to_value(result.status)?.as_str().unwrap_or("?"),
+            code = result.exit_code.map(|c| format!(" {c}")).unwrap_or_default(),
+            id = image.id,
+            digest = &image.digest[..image.digest.len().min(19)],
+            accel = accel.accel,
+            reason = accel.reason,
+            boot = t.boot,
+            run = t.run,
+            total = t.total,
+        );
+        if let Some(message) = &result.message {
+            eprintln!("pe: {message}");
+        }
+    }
+    Ok(ExitCode::from(exit_code(&output.outcome)))
+}
+
+fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Exited(code) => (*code & 0xff) as u8,
+        Outcome::Signaled(sig) => 128u8.saturating_add(*sig as u8),
+        Outcome::Timeout => 124,
+        Outcome::Oom(_) => 137,
+        Outcome::FailedToStart(_) => 125,
+    }
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("--env {pair:?} is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn read_files(specs: &[String]) -> anyhow::Result<Vec<Entry>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (path, name) = match spec.split_once('=') {
+                Some((path, name)) => (PathBuf::from(path), name.to_owned()),
+                None => {
+                    let path = PathBuf::from(spec);
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .with_context(|| format!("--file {spec}: no usable file name"))?
+                        .to_owned();
+                    (path, name)
+                }
+            };
+            let data =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mode =
+                std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path)?.permissions());
+            Ok(Entry { mode: mode & 0o777, ..Entry::file(name, data) })
+        })
+        .collect()
+}
+
+/// Unpacks output entries under `dir` with the same safe unpacker as `pe archive unpack`.
+fn write_outputs(dir: &Path, files: &[Entry]) -> anyhow::Result<()> {
+    let mut encoder = shared::cpio::Encoder::new(Vec::new(), shared::cpio::Limits::MAX);
+    for entry in files {
+        encoder.append(entry)?;
+    }
+    let archive = encoder.finish()?;
+    crate::archive::unpack(&archive[..], dir)?;
+    Ok(())
+}
