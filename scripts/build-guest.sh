@@ -26,6 +26,10 @@ else
   trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp"/{proc,sys,dev,run,mnt,tmp,usr/bin}
   install -m 0755 "$init" "$tmp/init"
+  # The kernel opens /dev/console for init's stdin/stdout/stderr; without a console it fails and
+  # the init's runtime falls back to /dev/null. Both must exist before devtmpfs is mounted.
+  mknod -m 0600 "$tmp/dev/console" c 5 1
+  mknod -m 0666 "$tmp/dev/null" c 1 3
   install -m 0755 "$crun" "$tmp/usr/bin/crun"
   # Each library at the path the dynamic loader looks for it, as a real file (no symlinks).
   ldd "$crun" | awk '/=>/ {print $1, $3} /^\t\/lib64/ {print $1, $1}' | while read -r name path; do

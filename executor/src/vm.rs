@@ -62,7 +62,7 @@ impl VmConfig {
         let mut cmd = Command::new(&self.qemu);
         cmd.args([
             "-M",
-            "microvm,acpi=off,x-option-roms=off,pit=off,pic=off,isa-serial=off,rtc=on",
+            "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,isa-serial=off,rtc=on",
         ]);
         cmd.args(self.accel.qemu_args());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);

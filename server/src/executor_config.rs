@@ -40,7 +40,10 @@ pub struct ExecutorArgs {
     /// the host kills it.
     #[arg(long, env = "PE_VM_MARGIN_SECS", default_value_t = 20, global = true)]
     pub vm_margin_secs: u64,
-    /// Keep each guest's console output in CACHE_DIR/work (debugging).
+    /// Where each job's temporary directory is made [default: CACHE_DIR/work].
+    #[arg(long, env = "PE_WORK_DIR", global = true)]
+    pub work_dir: Option<PathBuf>,
+    /// Keep each guest's console output in the work directory (debugging).
     #[arg(long, env = "PE_CONSOLE_LOG", global = true)]
     pub console_log: bool,
 }
@@ -57,7 +60,7 @@ impl ExecutorArgs {
     /// The VM configuration with a placeholder accelerator (TCG) until [`Self::probe`] runs.
     pub fn vm_config(&self) -> std::io::Result<VmConfig> {
         let cache = self.cache_dir();
-        let work_dir = cache.join("work");
+        let work_dir = self.work_dir.clone().unwrap_or_else(|| cache.join("work"));
         std::fs::create_dir_all(&work_dir)?;
         Ok(VmConfig {
             qemu: self.qemu.clone(),

@@ -54,13 +54,14 @@ pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         std::io::stderr().write_all(&output.stderr)?;
         let t = &result.timings_ms;
         eprintln!(
-            "pe: {status}{code} | {id} {digest} | microvm on {accel} ({reason}) | boot {boot} ms, run {run} ms, total {total} ms",
+            "pe: {status}{code} | {id} {digest} | {backend} on {accel}, {start} | boot {boot} ms, run {run} ms, total {total} ms",
             status = serde_json::to_value(result.status)?.as_str().unwrap_or("?"),
             code = result.exit_code.map(|c| format!(" {c}")).unwrap_or_default(),
             id = image.id,
             digest = &image.digest[..image.digest.len().min(19)],
+            backend = result.backend.kind,
             accel = accel.accel,
-            reason = accel.reason,
+            start = result.backend.start.as_deref().unwrap_or("cold"),
             boot = t.boot,
             run = t.run,
             total = t.total,
