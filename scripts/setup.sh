@@ -65,5 +65,6 @@ if [ -n "$wb" ]; then
 fi
 
 # ---- Guest kernel, guest init, test image ------------------------------------------------------
-"$ROOT/scripts/build-kernel.sh" >/dev/null
-if [ -x "$ROOT/scripts/build-guest.sh" ]; then "$ROOT/scripts/build-guest.sh" >/dev/null; fi
+kernel=$("$ROOT/scripts/build-kernel.sh" | tee /dev/stderr | tail -n 1)
+ln -sfn "$kernel" "$CACHE/vmlinux"
+"$ROOT/scripts/build-guest.sh"

@@ -29,7 +29,7 @@ pub enum ExecError {
     #[error("all job slots are busy and the queue is full; retry in {} s", retry_after.as_secs().max(1))]
     Busy { retry_after: Duration },
     #[error("the executor is shutting down")]
-    ShuttingDown,
+    ShuttingDown(#[from] tokio::sync::AcquireError),
     #[error(transparent)]
     Image(#[from] image::ImageError),
     #[error("the job's files are not a valid archive")]

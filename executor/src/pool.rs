@@ -103,7 +103,7 @@ impl Pool {
             return Err(ExecError::Busy { retry_after: self.typical_job * waves });
         }
         let submitted = Instant::now();
-        let _permit = self.slots.acquire().await.map_err(|_| ExecError::ShuttingDown)?;
+        let _permit = self.slots.acquire().await?;
         let queue_ms = submitted.elapsed().as_millis() as u64;
         let mut output = self.backend.run(job).await?;
         output.timings.queue_ms = queue_ms;

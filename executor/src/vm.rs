@@ -60,10 +60,7 @@ impl VmConfig {
             cmdline.push_str(extra_cmdline);
         }
         let mut cmd = Command::new(&self.qemu);
-        cmd.args([
-            "-M",
-            "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,isa-serial=off,rtc=on",
-        ]);
+        cmd.args(["-M", "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,isa-serial=off,rtc=on"]);
         cmd.args(self.accel.qemu_args());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);
         cmd.arg("-bios").arg(&self.bios);

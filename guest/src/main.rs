@@ -12,6 +12,8 @@
 //!    enforce the wall-clock limit ([`job`]).
 //! 6. Pack stdout, stderr and /output into the answer, write it to the I/O disk, power off.
 
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 mod disk;
 mod job;
 mod setup;
@@ -49,6 +51,13 @@ impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
     }
 }
 
+/// Writes a line to the console, if there is one. Never panics: `eprintln!` panics when the
+/// write fails (as it does on a VM without a console), and a panic in PID 1 is a kernel panic.
+fn log(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "pe-init: {args}");
+}
+
 fn main() {
     let started = Instant::now();
     std::panic::set_hook(Box::new(|info| {
@@ -57,7 +66,7 @@ fn main() {
             None => info.payload().downcast_ref::<String>().cloned().unwrap_or_default(),
         };
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
-        eprintln!("pe-init: panic: {message} at {location:?}");
+        log(format_args!("panic: {message} at {location:?}"));
         let _ = disk::write_answer(&GuestResponse::Panic { message, location }, &[]);
         sys::power_off();
     }));
@@ -65,7 +74,7 @@ fn main() {
     let (response, archive) = match run(started) {
         Ok(done) => done,
         Err(err) => {
-            eprintln!("pe-init: {} failed: {}", err.stage, err.message);
+            log(format_args!("{} failed: {}", err.stage, err.message));
             (
                 GuestResponse::SetupFailed { stage: err.stage.into(), message: err.message },
                 Vec::new(),
@@ -73,7 +82,7 @@ fn main() {
         }
     };
     if let Err(err) = disk::write_answer(&response, &archive) {
-        eprintln!("pe-init: cannot write the answer: {err}");
+        log(format_args!("cannot write the answer: {err}"));
     }
     sys::power_off();
 }

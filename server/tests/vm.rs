@@ -1,0 +1,251 @@
+//! Real-VM tests: `pe run` through a real microVM (QEMU microvm, the project's kernel and guest
+//! init, crun, the busybox image). They need `scripts/setup.sh` to have run; they fail, never
+//! skip, when its products are missing.
+//!
+//! Each test uses its own work directory and checks afterwards that no job directory and no
+//! QEMU process using it is left behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Run {
+    out: Output,
+    took: Duration,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("PE_CACHE_DIR").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/program-explorer"),
+        PathBuf::from,
+    )
+}
+
+fn assert_ready() {
+    let cache = cache_dir();
+    for part in ["vmlinux", "initramfs.cpio", "images/refs/busybox.json"] {
+        assert!(
+            cache.join(part).exists(),
+            "{} is missing: run scripts/setup.sh first (the README's test command does)",
+            cache.join(part).display()
+        );
+    }
+}
+
+/// Runs `pe run ARGS` with a private work directory, then checks nothing was left behind.
+fn pe_run(args: &[&str], cwd: &Path) -> Run {
+    assert_ready();
+    let work = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pe"))
+        .arg("run")
+        .args(args)
+        .current_dir(cwd)
+        .env("PE_WORK_DIR", work.path())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in the work dir: {left:?}");
+    assert!(!qemu_running_in(work.path()), "a QEMU process outlived its job");
+    Run { out, took }
+}
+
+/// Whether any process's command line mentions `dir`.
+fn qemu_running_in(dir: &Path) -> bool {
+    let needle = dir.to_string_lossy().into_owned();
+    fs::read_dir("/proc").unwrap().filter_map(Result::ok).any(|p| {
+        fs::read(p.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn echo_runs_in_a_microvm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pe_run(&["busybox", "--", "echo", "hello"], tmp.path());
+    assert_eq!((run.code(), run.stdout().as_str()), (0, "hello\n"), "{}", run.stderr());
+    let summary = run.stderr();
+    assert!(summary.contains("exited 0"), "{summary}");
+    assert!(summary.contains("microvm on tcg") || summary.contains("microvm on kvm"), "{summary}");
+    assert!(summary.contains("sha256:"), "{summary}");
+}
+
+#[test]
+fn exit_status_and_failures_to_start_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pe_run(&["busybox", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], tmp.path());
+    assert_eq!(run.code(), 3);
+    assert_eq!(run.stdout(), "out\n");
+    assert!(run.stderr().starts_with("err\n"), "{}", run.stderr());
+
+    let run = pe_run(&["--json", "busybox", "--", "no-such-program"], tmp.path());
+    assert_eq!(run.code(), 125);
+    let json = run.json();
+    assert_eq!(json["status"], "failed_to_start");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("no-such-program"), "{message}");
+}
+
+#[test]
+fn input_files_arrive_and_output_files_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("in.txt"), "data from the host\n").unwrap();
+    let script = "set -e; cat /input/data.txt; id -u; \
+                  tr a-z A-Z < /input/data.txt > /output/upper.txt; \
+                  mkdir -p /output/sub; echo nested > /output/sub/n.txt";
+    let run = pe_run(
+        &["--file", "in.txt=data.txt", "--out", "out", "busybox", "--", "sh", "-c", script],
+        tmp.path(),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.stdout(), "data from the host\n1000\n", "runs as the unprivileged job user");
+    let out = tmp.path().join("out");
+    assert_eq!(fs::read_to_string(out.join("upper.txt")).unwrap(), "DATA FROM THE HOST\n");
+    assert_eq!(fs::read_to_string(out.join("sub/n.txt")).unwrap(), "nested\n");
+}
+
+#[test]
+fn stdin_and_environment_reach_the_program() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("stdin.txt"), "line one\nline two\n").unwrap();
+    let run = pe_run(
+        &[
+            "--stdin",
+            "stdin.txt",
+            "--env",
+            "GREETING=hi",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "wc -l; echo $GREETING; pwd",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.stdout(), "2\nhi\n/input\n", "{}", run.stderr());
+}
+
+#[test]
+fn a_loop_ends_as_timeout_within_the_limit_plus_two_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The default limit (10 s).
+    let run = pe_run(
+        &["--json", "busybox", "--", "sh", "-c", "echo started; while :; do :; done"],
+        tmp.path(),
+    );
+    let json = run.json();
+    assert_eq!(json["status"], "timeout", "{json}");
+    assert_eq!(run.code(), 124);
+    assert_eq!(json["stdout"], "started\n", "output before the kill is kept");
+    let run_ms = json["timings_ms"]["run"].as_u64().unwrap();
+    assert!((10_000..12_000).contains(&run_ms), "program time {run_ms} ms");
+    assert!(run.took < Duration::from_secs(10 + 2) + boot_allowance(&json), "took {:?}", run.took);
+}
+
+/// The VM's own start-up, which is not part of the program's limit.
+fn boot_allowance(json: &serde_json::Value) -> Duration {
+    Duration::from_millis(json["timings_ms"]["boot"].as_u64().unwrap())
+}
+
+#[test]
+fn a_fork_bomb_is_capped_by_the_pids_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = "bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 2; \
+                  ps -o pid | wc -l; sleep 1; echo survived";
+    let run =
+        pe_run(&["--json", "--timeout", "6", "busybox", "--", "sh", "-c", script], tmp.path());
+    let json = run.json();
+    let status = json["status"].as_str().unwrap();
+    assert!(["exited", "signaled", "timeout"].contains(&status), "{json}");
+    // Whatever the bomb did, the process count never passed the cap (256).
+    if let Some(count) = json["stdout"].as_str().unwrap().lines().next() {
+        let count: u32 = count.trim().parse().unwrap_or(0);
+        assert!(count <= 257, "{count} processes");
+    }
+    // The host is unharmed: the next job runs normally.
+    let next = pe_run(&["busybox", "--", "echo", "fine"], tmp.path());
+    assert_eq!(next.stdout(), "fine\n");
+}
+
+#[test]
+fn a_memory_hog_ends_as_oom() {
+    let tmp = tempfile::tempdir().unwrap();
+    // busybox has nothing that allocates fast under emulation: build a static hog.
+    fs::write(
+        tmp.path().join("hog.c"),
+        "#include <stdlib.h>\n#include <string.h>\n#include <stdio.h>\n\
+         int main(void) { for (int i = 0; ; i++) { char *p = malloc(16 << 20); \
+         if (!p) { puts(\"malloc failed\"); return 2; } memset(p, 1, 16 << 20); } }\n",
+    )
+    .unwrap();
+    let gcc = Command::new("gcc")
+        .args(["-static", "-O1", "-o", "hog", "hog.c"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(gcc.status.success(), "gcc: {}", String::from_utf8_lossy(&gcc.stderr));
+    let run = pe_run(
+        &["--json", "--memory", "256", "--file", "hog", "busybox", "--", "/input/hog"],
+        tmp.path(),
+    );
+    let json = run.json();
+    assert_eq!(json["status"], "oom", "{json}");
+    assert_eq!(json["signal"], 9);
+    assert_eq!(run.code(), 137);
+}
+
+#[test]
+fn flooding_stdout_ends_as_output_limit_keeping_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pe_run(
+        &["--json", "busybox", "--", "sh", "-c", "echo first; yes | head -c 100000000"],
+        tmp.path(),
+    );
+    let json = run.json();
+    assert_eq!(json["status"], "output_limit", "{json}");
+    assert_eq!(json["truncated"]["stdout"], true);
+    let stdout = json["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("first\ny\ny\n"));
+    assert_eq!(stdout.len() as u64, shared::limits::DEFAULT_STDOUT_BYTES);
+}
+
+#[test]
+fn there_is_no_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = "ls /sys/class/net; nc -w 1 192.0.2.1 80 </dev/null; \
+                  nslookup example.com 2>&1 | tail -1; echo done";
+    let run = pe_run(&["busybox", "--", "sh", "-c", script], tmp.path());
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert!(stdout.starts_with("lo\n"), "only loopback: {stdout}");
+    assert!(stderr.contains("Network is unreachable"), "{stderr}");
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+}
+
+#[test]
+fn only_output_tmp_and_input_are_writable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = "for f in /x /etc/x /usr/bin/x /bin/sh; do \
+                    if echo x >> $f 2>/dev/null; then echo \"wrote $f\"; fi; done; \
+                  echo x > /tmp/ok && echo x > /output/ok && echo x > /input/ok && echo writable";
+    let run = pe_run(&["busybox", "--", "sh", "-c", script], tmp.path());
+    assert_eq!(run.stdout(), "writable\n", "{}", run.stderr());
+}
