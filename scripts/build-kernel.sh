@@ -81,9 +81,29 @@ fi
 jobs="${PE_KERNEL_JOBS:-$(nproc)}"
 build_log="$kernel_cache/$key.build.log"
 tmp="$(mktemp -d "$kernel_cache/.tmp-$key-XXXXXX")"
-cleanup() { rm -rf "$tmp"; }
+# Long steps run in their own process group (setsid) in the background, so that a signal
+# to this script stops them at once (bash would otherwise wait for the foreground command).
+child=""
+run() {
+    setsid "$@" </dev/null >>"$build_log" 2>&1 &
+    child=$!
+    local rc=0
+    wait "$child" || rc=$?
+    child=""
+    return "$rc"
+}
+on_signal() {
+    if [[ -n "$child" ]]; then
+        kill -TERM -- "-$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+        sleep 0.2
+    fi
+    echo "kernel: interrupted, nothing installed" >&2
+    exit 130
+}
+cleanup() { rm -rf "$tmp" 2>/dev/null || { sleep 1; rm -rf "$tmp" 2>/dev/null; } || true; }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM HUP
 : >"$build_log"
 
 fail() {
@@ -93,22 +113,21 @@ fail() {
 }
 
 kmake() {
-    make -C "$tmp/src" ARCH=x86_64 \
+    run make -C "$tmp/src" ARCH=x86_64 \
         KBUILD_BUILD_USER=program-explorer KBUILD_BUILD_HOST=program-explorer \
-        KBUILD_BUILD_TIMESTAMP="@0" "$@" </dev/null >>"$build_log" 2>&1
+        KBUILD_BUILD_TIMESTAMP="@0" "$@"
 }
 
 start=$SECONDS
 log "building $key from $src_name ($src_version)"
 log "unpacking source"
 mkdir "$tmp/src"
-tar -xf "$src_tar" -C "$tmp/src" --strip-components=1 >>"$build_log" 2>&1 \
-    || fail "unpacking $src_tar failed"
+run tar -xf "$src_tar" -C "$tmp/src" --strip-components=1 || fail "unpacking $src_tar failed"
 
 log "configuring"
 kmake tinyconfig || fail "make tinyconfig failed"
-(cd "$tmp/src" && ./scripts/kconfig/merge_config.sh -m .config "$fragment") </dev/null \
-    >>"$build_log" 2>&1 || fail "merging $fragment failed"
+run bash -c 'cd "$1" && ./scripts/kconfig/merge_config.sh -m .config "$2"' _ "$tmp/src" "$fragment" \
+    || fail "merging $fragment failed"
 kmake olddefconfig || fail "make olddefconfig failed"
 
 # Every setting of the fragment must survive olddefconfig (an unmet dependency silently

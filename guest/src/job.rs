@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use shared::api::v1::archive_paths;
 use shared::cpio::{Encoder, Limits};
 use shared::guest::{
     Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation, GuestUsage,
 };
+use shared::oci;
 
 use crate::setup::paths;
 use crate::sys::{self, WaitStatus};
@@ -215,61 +215,26 @@ impl Capture {
     }
 }
 
-/// Writes the OCI runtime config: read-only root, writable /input, /output and /tmp from the
-/// scratch tmpfs, an unprivileged user with no capabilities, fresh namespaces (an empty network
-/// namespace: the VM has no network device anyway), and cgroup limits.
+/// Writes the OCI runtime config (see `shared::oci`) with cgroup limits.
 fn write_bundle(request: &GuestRequest) -> Result<(), SetupError> {
     let limits = &request.limits;
-    let scratch_bind = |dest: &str, dir: &str| {
-        json!({"destination": dest, "type": "bind", "source": format!("{}/{dir}", paths::SCRATCH),
-               "options": ["rbind", "rw", "nosuid", "nodev"]})
+    let spec = oci::Spec {
+        argv: &request.argv,
+        env: &request.env,
+        cwd: &request.cwd,
+        root: paths::ROOT,
+        scratch: paths::SCRATCH,
+        uid: JOB_UID,
+        gid: JOB_GID,
+        cgroup: Some(oci::CgroupLimits {
+            path: "/pe-job",
+            pids_max: limits.pids_max,
+            memory_bytes: u64::from(limits.memory_mib) * 1024 * 1024,
+        }),
+        rlimits: &[],
     };
-    let no_caps: [&str; 0] = [];
-    let config = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": JOB_UID, "gid": JOB_GID},
-            "args": request.argv,
-            "env": request.env,
-            "cwd": request.cwd,
-            "capabilities": {"bounding": no_caps, "effective": no_caps, "inheritable": no_caps,
-                             "permitted": no_caps, "ambient": no_caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
-                        {"type": "RLIMIT_CORE", "hard": 0, "soft": 0}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": paths::ROOT, "readonly": true},
-        "hostname": "pe",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=1m"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=64m"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            scratch_bind("/input", "input"),
-            scratch_bind("/output", "output"),
-            scratch_bind("/tmp", "tmp"),
-        ],
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                           {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-            "cgroupsPath": "/pe-job",
-            "resources": {
-                "pids": {"limit": limits.pids_max},
-                "memory": {"limit": u64::from(limits.memory_mib) * 1024 * 1024}
-            },
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"]
-        }
-    });
-    let path = format!("{}/config.json", paths::BUNDLE);
-    fs::write(&path, serde_json::to_vec(&config).stage("write OCI config")?)
-        .stage("write OCI config")
+    let config = serde_json::to_vec(&oci::runtime_config(&spec)).stage("write OCI config")?;
+    fs::write(format!("{}/config.json", paths::BUNDLE), config).stage("write OCI config")
 }
 
 /// Adds `output/<path>` for each file and directory under the scratch output directory, in
