@@ -6,7 +6,8 @@
 # Source: Debian's linux-source-6.12 package (/usr/src/linux-source-6.12.tar.xz).
 # Config: `make tinyconfig` + guest/kernel/pe.config + `make olddefconfig`.
 # Output: ${PE_CACHE_DIR:-$HOME/.cache/program-explorer}/kernel/<key>/{vmlinux,config}
-#         key = first 16 hex of sha256(fragment + tarball name + package version + recipe).
+#         key = first 16 hex of sha256(fragment settings + tarball name + package version +
+#         recipe); comment-only edits of the fragment keep the key.
 # Idempotent: a cached kernel is reported in milliseconds. The build happens in a temporary
 # directory that is renamed into place at the end, so an interrupted build leaves nothing
 # half-written.
@@ -45,7 +46,9 @@ if [[ -z "$src_version" ]]; then
     src_version="$(stat -c '%s-%Y' "$src_tar")"
 fi
 
-key="$( { cat "$fragment"; printf '\n%s\n%s\nrecipe=%s\n' "$src_name" "$src_version" "$RECIPE"; } \
+# Comments and blank lines do not change the kernel, so they do not change the key
+# (`# CONFIG_X is not set` lines do).
+key="$( { grep -E '^(CONFIG_|# CONFIG_[A-Za-z0-9_]+ is not set)' "$fragment" || true; printf '\n%s\n%s\nrecipe=%s\n' "$src_name" "$src_version" "$RECIPE"; } \
         | sha256sum | cut -c1-16)"
 out_dir="$kernel_cache/$key"
 vmlinux="$out_dir/vmlinux"

@@ -77,7 +77,12 @@ fn key(result: &Result<Vec<Entry>, CpioError>) -> Result<&Vec<Entry>, String> {
     result.as_ref().map_err(|e| format!("{e:?}"))
 }
 
-fn check_stream(archive: &[u8], pattern: &[u8], limits: &Limits, whole: &Result<Vec<Entry>, CpioError>) {
+fn check_stream(
+    archive: &[u8],
+    pattern: &[u8],
+    limits: &Limits,
+    whole: &Result<Vec<Entry>, CpioError>,
+) {
     let reader = Chunked { data: archive, pattern, step: 0, just_interrupted: false };
     let mut decoder = Decoder::new(reader, *limits);
     let streamed: Result<Vec<Entry>, CpioError> = decoder.by_ref().collect();
@@ -109,21 +114,30 @@ fn check_invariants(entries: &[Entry], limits: &Limits) {
             depth += 1;
         }
         assert!(depth <= limits.max_depth, "path {path:?} deeper than {limits:?}");
-        assert!(entry.mode <= 0o777, "mode {:o} of {path:?} has more than permission bits", entry.mode);
+        assert!(
+            entry.mode <= 0o777,
+            "mode {:o} of {path:?} has more than permission bits",
+            entry.mode
+        );
         assert!(kinds.insert(path, entry.is_dir()).is_none(), "duplicate path {path:?}");
     }
     // No path is used both as a file and as a directory.
     for path in kinds.keys() {
         for (i, _) in path.match_indices('/') {
             let parent = &path[..i];
-            assert_ne!(kinds.get(parent), Some(&false), "{parent:?} is a file and the parent of {path:?}");
+            assert_ne!(
+                kinds.get(parent),
+                Some(&false),
+                "{parent:?} is a file and the parent of {path:?}"
+            );
         }
     }
 }
 
 fn check_round_trip(entries: &[Entry], limits: &Limits) {
-    let bytes = cpio::encode(entries, limits)
-        .unwrap_or_else(|e| panic!("encode refused entries the decoder accepted ({limits:?}): {e}"));
+    let bytes = cpio::encode(entries, limits).unwrap_or_else(|e| {
+        panic!("encode refused entries the decoder accepted ({limits:?}): {e}")
+    });
     let again = cpio::decode(&bytes, limits)
         .unwrap_or_else(|e| panic!("decode refused what encode wrote ({limits:?}): {e}"));
     assert_eq!(again, entries, "round trip changed the entries");
@@ -158,7 +172,11 @@ fuzz_target!(|data: &[u8]| {
     let input = check(archive, pattern, &Limits::INPUT);
     if let Ok(entries) = &input {
         let max = cpio::decode(archive, &Limits::MAX);
-        assert_eq!(max.as_ref().ok(), Some(entries), "Limits::MAX refused what Limits::INPUT accepted");
+        assert_eq!(
+            max.as_ref().ok(),
+            Some(entries),
+            "Limits::MAX refused what Limits::INPUT accepted"
+        );
     }
 
     let small = small_limits(control);

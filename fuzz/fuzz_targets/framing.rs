@@ -61,7 +61,11 @@ fn err_key(e: &FrameError) -> String {
 }
 
 /// Feeds `frame` to a HeaderReader in chunks; returns the header and every byte after it.
-fn incremental(frame: &[u8], pattern: &[u8], max_header: usize) -> Result<(Value, Vec<u8>), FrameError> {
+fn incremental(
+    frame: &[u8],
+    pattern: &[u8],
+    max_header: usize,
+) -> Result<(Value, Vec<u8>), FrameError> {
     let mut reader = HeaderReader::new(max_header);
     let mut pos = 0;
     let mut step = 0;
@@ -78,7 +82,10 @@ fn incremental(frame: &[u8], pattern: &[u8], max_header: usize) -> Result<(Value
         let chunk = &frame[pos..end];
         pos = end;
         if let Progress::Header(header, mut rest) = reader.push::<Value>(chunk)? {
-            assert!(rest.len() <= chunk.len(), "HeaderReader returned more rest than the chunk held");
+            assert!(
+                rest.len() <= chunk.len(),
+                "HeaderReader returned more rest than the chunk held"
+            );
             rest.extend_from_slice(&frame[pos..]);
             return Ok((header, rest));
         }
@@ -86,7 +93,11 @@ fn incremental(frame: &[u8], pattern: &[u8], max_header: usize) -> Result<(Value
     Err(reader.finish())
 }
 
-fn streamed(frame: &[u8], pattern: &[u8], max_header: usize) -> Result<(Value, Vec<u8>), FrameError> {
+fn streamed(
+    frame: &[u8],
+    pattern: &[u8],
+    max_header: usize,
+) -> Result<(Value, Vec<u8>), FrameError> {
     let mut reader = Chunked { data: frame, pattern, step: 0 };
     let header = framing::read_header::<Value, _>(&mut reader, max_header)?;
     Ok((header, reader.data.to_vec()))

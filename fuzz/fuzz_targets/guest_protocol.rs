@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = cpio::decode(archive, &Limits::MAX);
         }
         Err(ProtocolError::NoAnswer) => {
-            assert_ne!(data.get(..4), Some(&guest::RESPONSE_MAGIC[..]), "magic present but NoAnswer");
+            assert_ne!(
+                data.get(..4),
+                Some(&guest::RESPONSE_MAGIC[..]),
+                "magic present but NoAnswer"
+            );
         }
         Err(e) => {
             let _ = e.to_string();

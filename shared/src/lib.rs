@@ -15,7 +15,9 @@
 //! 4. [`guest`]: the host <-> guest protocol written to the VM's I/O disk. Deliberately separate
 //!    types from the API: the server converts between them in one place.
 //! 5. [`limits`]: the default and maximum sizes, counts and times, as named constants.
-//! 6. [`oci`]: the OCI runtime config given to crun, shared by every backend.
+//! 6. [`meta`]: container metadata (options, inputs, outputs, examples) and the one function
+//!    that renders option values into a command line, for the browser and the server alike.
+//! 7. [`oci`]: the OCI runtime config given to crun, shared by every backend.
 //!
 //! This crate builds for the host, `wasm32-unknown-unknown` and `x86_64-unknown-linux-musl`; it
 //! has no async runtime, HTTP, browser or libc dependency.
@@ -26,4 +28,5 @@ pub mod cpio;
 pub mod framing;
 pub mod guest;
 pub mod limits;
+pub mod meta;
 pub mod oci;
