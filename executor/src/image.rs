@@ -23,7 +23,7 @@ pub enum ImageFormat {
 }
 
 /// A built image, ready to attach to a VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageInfo {
     pub id: String,
     /// `sha256:<hex>`.
@@ -32,16 +32,25 @@ pub struct ImageInfo {
     pub format: ImageFormat,
     pub size: u64,
     pub built_at: Option<String>,
+    /// Fingerprint of the recipe it was built from (see `build::Recipe::fingerprint`).
+    pub recipe: Option<String>,
+    /// How long the build took.
+    pub build_secs: Option<f64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Ref {
-    id: String,
-    digest: String,
-    format: ImageFormat,
-    size: u64,
+/// The ref file of a built image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ref {
+    pub id: String,
+    pub digest: String,
+    pub format: ImageFormat,
+    pub size: u64,
     #[serde(default)]
-    built_at: Option<String>,
+    pub built_at: Option<String>,
+    #[serde(default)]
+    pub recipe: Option<String>,
+    #[serde(default)]
+    pub build_secs: Option<f64>,
 }
 
 /// Why an image could not be used.
@@ -109,7 +118,38 @@ impl ImageStore {
             format: r.format,
             size: r.size,
             built_at: r.built_at,
+            recipe: r.recipe,
+            build_secs: r.build_secs,
         })
+    }
+
+    /// Writes (or replaces) a ref atomically.
+    pub fn write_ref(&self, r: &Ref) -> io::Result<()> {
+        let dir = self.root.join("refs");
+        fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{}.json.tmp", r.id));
+        fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, dir.join(format!("{}.json", r.id)))
+    }
+
+    /// Removes an image's ref, and its file when no other ref uses it. Returns whether there
+    /// was such an image.
+    pub fn remove(&self, id: &str) -> Result<bool, ImageError> {
+        let info = match self.resolve(id) {
+            Ok(info) => info,
+            Err(ImageError::NotBuilt { .. }) => return Ok(false),
+            Err(ImageError::MissingFile { .. }) => {
+                let _ = fs::remove_file(self.root.join("refs").join(format!("{id}.json")));
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        let ref_path = self.root.join("refs").join(format!("{id}.json"));
+        fs::remove_file(&ref_path).map_err(|source| ImageError::Io { path: ref_path, source })?;
+        if !self.list().iter().any(|other| other.digest == info.digest) {
+            let _ = fs::remove_file(&info.path);
+        }
+        Ok(true)
     }
 
     /// Every built image, sorted by id.
@@ -151,6 +191,8 @@ fn image_file(path: &Path) -> Result<ImageInfo, ImageError> {
         format,
         size,
         built_at: None,
+        recipe: None,
+        build_secs: None,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The host side of a job: "run this input in this image with these limits". Knows nothing of
 //! HTTP.
 //!
-//! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file.
+//! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file, which
+//!    [`build`] makes from a recipe (Debian packages with mmdebstrap, or built in).
 //! 2. [`accel::probe`] picks KVM or TCG once at start-up.
 //! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
 //! 4. [`vm::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod accel;
+pub mod build;
 pub mod convert;
 pub mod image;
 pub mod job;

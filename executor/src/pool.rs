@@ -165,6 +165,8 @@ mod tests {
             format: ImageFormat::Squashfs,
             size: 0,
             built_at: None,
+            recipe: None,
+            build_secs: None,
         };
         Job::new(image, vec![ms.to_string()])
     }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod catalog;
 pub mod cli;
 pub mod convert;
 pub mod doctor;

@@ -20,7 +20,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerMeta {
-    /// Lowercase letters, digits and `-`; the file name and the URL (`/tools/{id}`).
+    /// Lowercase letters, digits, `-`, `_`, `+` and `.`; the file name and the URL (`/tools/{id}`).
     pub id: String,
     pub name: String,
     /// Version of the tool, for people (the image digest pins the exact build).
@@ -342,12 +342,15 @@ impl ContainerMeta {
         let id_ok = |id: &str| {
             !id.is_empty()
                 && id.len() <= 64
+                && !id.starts_with('.')
                 && id
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_+.".contains(&b))
         };
         if !id_ok(&self.id) {
-            return Err(self.problem("id must be lowercase letters, digits, '-' or '_'".into()));
+            return Err(
+                self.problem("id must be lowercase letters, digits, '-', '_', '+' or '.'".into())
+            );
         }
         let recipes = [
             !self.image.debian.is_empty(),

@@ -1,0 +1,334 @@
+//! The image builder: turns a recipe into a single-file root filesystem (squashfs, lz4) in the
+//! [`ImageStore`].
+//!
+//! 1. Make the root filesystem in a temporary directory inside the store: Debian packages with
+//!    `mmdebstrap` (downloaded `.deb` files are kept in `<store>/apt-cache`, so an interrupted
+//!    build resumes without downloading again), or the built-in busybox recipe.
+//! 2. Add what every job needs: the job user (uid 1000) in /etc/passwd, /input, /output, /tmp.
+//! 3. `mksquashfs -comp lz4` into a temporary file (lz4 boots fastest from a cold page cache:
+//!    see docs/PERFORMANCE.md), hash it, rename it to `sha256/<hex>`, then write the ref.
+//!
+//! The temporary directory is removed on every path (error, interrupt), and the ref is written
+//! last and atomically, so a half-built image is never visible.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::image::{ImageFormat, ImageInfo, ImageStore, Ref};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot run {program} (is it installed? scripts/setup.sh installs it)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {tail}")]
+    Failed { program: String, status: std::process::ExitStatus, tail: String },
+    #[error("cannot write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown built-in recipe {0:?}")]
+    UnknownBuiltin(String),
+    #[error("importing OCI archives is not supported yet")]
+    OciUnsupported,
+}
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipe {
+    Debian { packages: Vec<String> },
+    Builtin { name: String },
+    OciArchive { path: PathBuf },
+}
+
+impl Recipe {
+    /// A stable fingerprint: a ref built from the same recipe is up to date.
+    pub fn fingerprint(&self) -> String {
+        let text = match self {
+            Recipe::Debian { packages } => format!("debian:{}", packages.join(",")),
+            Recipe::Builtin { name } => {
+                format!("builtin:{name}:{}", file_stamp(Path::new("/bin/busybox")))
+            }
+            Recipe::OciArchive { path } => format!("oci:{}:{}", path.display(), file_stamp(path)),
+        };
+        hex::encode(&Sha256::digest(format!("recipe-v1|{text}"))[..8])
+    }
+}
+
+fn file_stamp(path: &Path) -> String {
+    fs::metadata(path).map(|m| format!("{}:{:?}", m.len(), m.modified().ok())).unwrap_or_default()
+}
+
+/// Where Debian packages come from.
+#[derive(Debug, Clone)]
+pub struct DebianSource {
+    pub suite: String,
+    /// `deb ...` lines given to mmdebstrap.
+    pub sources: Vec<String>,
+}
+
+impl Default for DebianSource {
+    fn default() -> Self {
+        let mirror = std::env::var("PE_DEBIAN_MIRROR")
+            .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+        let security = std::env::var("PE_DEBIAN_SECURITY")
+            .unwrap_or_else(|_| "http://deb.debian.org/debian-security".into());
+        DebianSource {
+            suite: "bookworm".into(),
+            sources: vec![
+                format!("deb {mirror} bookworm main"),
+                format!("deb {mirror} bookworm-updates main"),
+                format!("deb {security} bookworm-security main"),
+            ],
+        }
+    }
+}
+
+/// Builds `recipe` as image `id`, reporting each step through `progress`.
+pub fn build(
+    store: &ImageStore,
+    id: &str,
+    recipe: &Recipe,
+    source: &DebianSource,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ImageInfo, BuildError> {
+    let started = Instant::now();
+    let tmp_root = store.root().join("tmp");
+    fs::create_dir_all(&tmp_root).map_err(io_err(&tmp_root))?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("build-{id}-"))
+        .tempdir_in(&tmp_root)
+        .map_err(io_err(&tmp_root))?;
+    let rootfs = work.path().join("rootfs");
+    match recipe {
+        Recipe::Debian { packages } => {
+            progress(&format!(
+                "installing {} with mmdebstrap ({})",
+                packages.join(", "),
+                source.suite
+            ));
+            mmdebstrap(store, &rootfs, packages, source, progress)?;
+        }
+        Recipe::Builtin { name } if name == "busybox" => {
+            progress("assembling busybox (Debian's busybox-static)");
+            busybox_rootfs(&rootfs)?;
+        }
+        Recipe::Builtin { name } => return Err(BuildError::UnknownBuiltin(name.clone())),
+        Recipe::OciArchive { .. } => return Err(BuildError::OciUnsupported),
+    }
+    add_job_user(&rootfs)?;
+
+    progress("packing squashfs (lz4)");
+    let image = work.path().join("image.squashfs");
+    let mut cmd = Command::new("mksquashfs");
+    cmd.arg(&rootfs).arg(&image);
+    cmd.args(["-comp", "lz4", "-noappend", "-quiet", "-no-progress", "-all-root"]);
+    cmd.args(["-mkfs-time", "0", "-all-time", "0", "-no-xattrs"]);
+    run(&mut cmd, "mksquashfs", &mut |_| {})?;
+
+    let digest = sha256_file(&image)?;
+    let size = fs::metadata(&image).map_err(io_err(&image))?.len();
+    let blob = store.root().join("sha256").join(&digest);
+    fs::create_dir_all(blob.parent().unwrap_or(store.root())).map_err(io_err(&blob))?;
+    fs::rename(&image, &blob).map_err(io_err(&blob))?;
+    let r = Ref {
+        id: id.to_owned(),
+        digest: format!("sha256:{digest}"),
+        format: ImageFormat::Squashfs,
+        size,
+        built_at: Some(now_utc()),
+        recipe: Some(recipe.fingerprint()),
+        build_secs: Some(started.elapsed().as_secs_f64()),
+    };
+    store.write_ref(&r).map_err(io_err(store.root()))?;
+    progress(&format!(
+        "done in {:.0} s: {} MiB, sha256:{}",
+        started.elapsed().as_secs_f64(),
+        size / (1024 * 1024),
+        &digest[..12]
+    ));
+    store.resolve(id).map_err(|e| BuildError::Io { path: blob, source: std::io::Error::other(e) })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io { path: path.to_owned(), source }
+}
+
+fn mmdebstrap(
+    store: &ImageStore,
+    rootfs: &Path,
+    packages: &[String],
+    source: &DebianSource,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    let cache = store.root().join("apt-cache");
+    fs::create_dir_all(&cache).map_err(io_err(&cache))?;
+    let cache = cache.display().to_string();
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--variant=essential", "--mode=root", "--format=directory"]);
+    cmd.arg(format!("--include={}", packages.join(",")));
+    // Keep images small: no documentation, manuals or translations.
+    for dir in ["doc", "man", "info", "locale", "lintian", "linda"] {
+        cmd.arg(format!("--dpkgopt=path-exclude=/usr/share/{dir}/*"));
+    }
+    cmd.arg("--dpkgopt=path-include=/usr/share/doc/*/copyright");
+    // Reuse and keep downloaded packages: a second build (or a resumed one) downloads nothing.
+    cmd.arg("--skip=download/empty");
+    cmd.arg(format!(
+        "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && \
+         find '{cache}' -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives\" {{}} +"
+    ));
+    cmd.arg(format!("--customize-hook=sync-out /var/cache/apt/archives '{cache}'"));
+    cmd.arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb");
+    cmd.arg(&source.suite).arg(rootfs);
+    for line in &source.sources {
+        cmd.arg(line);
+    }
+    run(&mut cmd, "mmdebstrap", &mut |line| {
+        if let Some(step) = line.strip_prefix("I: ") {
+            progress(&format!("  {step}"));
+        }
+    })
+}
+
+fn busybox_rootfs(rootfs: &Path) -> Result<(), BuildError> {
+    let busybox = Path::new("/bin/busybox");
+    for dir in ["bin", "etc", "root", "usr/bin", "usr/sbin", "sbin"] {
+        fs::create_dir_all(rootfs.join(dir)).map_err(io_err(rootfs))?;
+    }
+    let target = rootfs.join("bin/busybox");
+    fs::copy(busybox, &target).map_err(io_err(&target))?;
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .map_err(|source| BuildError::Spawn { program: "busybox".into(), source })?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| *a != "busybox") {
+        let link = rootfs.join("bin").join(applet);
+        symlink("busybox", &link).map_err(io_err(&link))?;
+    }
+    let passwd = rootfs.join("etc/passwd");
+    fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").map_err(io_err(&passwd))?;
+    let group = rootfs.join("etc/group");
+    fs::write(&group, "root:x:0:\n").map_err(io_err(&group))
+}
+
+/// The job user (uid 1000, home /tmp) and the directories every job mounts over.
+fn add_job_user(rootfs: &Path) -> Result<(), BuildError> {
+    use std::io::Write;
+    for (file, line) in
+        [("etc/passwd", "pe:x:1000:1000:job:/tmp:/bin/sh\n"), ("etc/group", "pe:x:1000:\n")]
+    {
+        let path = rootfs.join(file);
+        let existing = fs::read_to_string(&path).unwrap_or_default();
+        if !existing.lines().any(|l| l.starts_with("pe:")) {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.write_all(line.as_bytes()).map_err(io_err(&path))?;
+        }
+    }
+    for dir in ["input", "output", "tmp", "proc", "dev", "sys"] {
+        let path = rootfs.join(dir);
+        fs::create_dir_all(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
+/// Runs a command, passing each line of its stderr (and stdout) to `on_line`; on failure the
+/// error carries the last lines.
+fn run(cmd: &mut Command, program: &str, on_line: &mut dyn FnMut(&str)) -> Result<(), BuildError> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    let mut tail: Vec<String> = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            on_line(&line);
+            tail.push(line);
+            if tail.len() > 8 {
+                tail.remove(0);
+            }
+        }
+    }
+    let status =
+        child.wait().map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    if !status.success() {
+        return Err(BuildError::Failed { program: program.into(), status, tail: tail.join(" | ") });
+    }
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` without a date library.
+fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_follow_the_recipe() {
+        let a = Recipe::Debian { packages: vec!["gcc".into()] };
+        let b = Recipe::Debian { packages: vec!["gcc".into(), "make".into()] };
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn dates_are_iso_8601() {
+        let now = now_utc();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z'));
+    }
+}
