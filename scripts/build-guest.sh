@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${PE_CACHE_DIR:-$HOME/.cache/program-explorer}
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-mkdir -p "$CACHE/images/sha256" "$CACHE/images/refs"
+mkdir -p "$CACHE"
 
 # ---- initramfs --------------------------------------------------------------------------------
 step "guest: building pe-init (static musl)"
@@ -43,32 +43,4 @@ else
   rm -rf "$tmp"; trap - EXIT
 fi
 
-# ---- busybox test image -----------------------------------------------------------------------
-bb=/bin/busybox
-key=$( (sha256sum "$bb" "$0") | sha256sum | cut -c1-16)
-if [ "$(cat "$CACHE/images/busybox.key" 2>/dev/null)" = "$key" ] && [ -f "$CACHE/images/refs/busybox.json" ]; then
-  step "guest: busybox image up to date"
-else
-  step "guest: building the busybox image"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  rootfs="$tmp/rootfs"
-  mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,input,output,tmp,proc,dev,sys,root}
-  install -m 0755 "$bb" "$rootfs/bin/busybox"
-  for applet in $("$bb" --list); do
-    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\npe:x:1000:1000:job:/tmp:/bin/sh\n' > "$rootfs/etc/passwd"
-  printf 'root:x:0:\npe:x:1000:\n' > "$rootfs/etc/group"
-  mksquashfs "$rootfs" "$tmp/image" -comp lz4 -all-root -noappend -quiet -no-progress \
-    -mkfs-time 0 -all-time 0 >/dev/null
-  digest=$(sha256sum "$tmp/image" | cut -d' ' -f1)
-  size=$(stat -c %s "$tmp/image")
-  mv "$tmp/image" "$CACHE/images/sha256/$digest"
-  printf '{"id":"busybox","digest":"sha256:%s","format":"squashfs","size":%s,"built_at":"%s"}\n' \
-    "$digest" "$size" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$CACHE/images/refs/busybox.json.tmp"
-  mv "$CACHE/images/refs/busybox.json.tmp" "$CACHE/images/refs/busybox.json"
-  echo "$key" > "$CACHE/images/busybox.key"
-  rm -rf "$tmp"; trap - EXIT
-fi
 ls -la "$CACHE/initramfs.cpio" >&2

@@ -64,7 +64,12 @@ if [ -n "$wb" ]; then
   cargo_tool wasm-bindgen "$wb" wasm-bindgen-cli --version "=$wb"
 fi
 
-# ---- Guest kernel, guest init, test image ------------------------------------------------------
+# ---- Guest kernel, guest init, pe, test image ------------------------------------------------------
 kernel=$("$ROOT/scripts/build-kernel.sh" | tee /dev/stderr | tail -n 1)
 ln -sfn "$kernel" "$CACHE/vmlinux"
 "$ROOT/scripts/build-guest.sh"
+step "pe: building (debug, shared with the tests)"
+cargo build --quiet --locked -p server
+# The busybox image is built from Debian's busybox-static in a second: tests never wait for a
+# package download. Other images: `target/debug/pe image build ID|--all`.
+"$ROOT/target/debug/pe" image build busybox

@@ -14,6 +14,9 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub executor: ExecutorArgs,
+    /// Read the container catalog from this directory instead of the copy built into `pe`.
+    #[arg(long, env = "PE_META_DIR", global = true)]
+    pub meta_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,7 +29,8 @@ pub enum Command {
     /// of memory, 125 if it could not start).
     Run(RunArgs),
     /// Build, list, inspect, test and remove container images.
-    Image,
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Pack, unpack and list cpio newc archives (the format of inputs and outputs).
     #[command(subcommand)]
     Archive(ArchiveCommand),
@@ -38,8 +42,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A built image id (`busybox`) or the path of an image file (squashfs or erofs).
+    /// A container of the catalog (`gcc`), or the path of an image file (squashfs or erofs).
+    /// Without ARGV the container's own command line runs, rendered from its options.
     pub image: String,
+    /// Set a container option: `ID=VALUE` (VALUE is JSON when it parses as JSON, e.g. `true`,
+    /// `3`, `["-Wall"]`, else a string).
+    #[arg(short = 'O', long = "option", value_name = "ID=VALUE")]
+    pub options: Vec<String>,
+    /// Run one of the container's examples (by name), files and options included.
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
     /// Put a file in /input: `PATH` (as its file name) or `PATH=NAME`.
     #[arg(short, long = "file", value_name = "PATH[=NAME]")]
     pub files: Vec<String>,
@@ -64,9 +76,41 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(long, default_value = "/input")]
     pub cwd: String,
-    /// The command to run and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command to run and its arguments, instead of the container's own (for a catalog
+    /// container these are extra arguments when `--args` is given).
+    #[arg(last = true)]
     pub argv: Vec<String>,
+    /// Pass ARGV as extra arguments to the container's own command line.
+    #[arg(long)]
+    pub args: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build images from their recipes (skipped when up to date).
+    Build {
+        /// Container ids.
+        ids: Vec<String>,
+        /// Build every container of the catalog.
+        #[arg(long)]
+        all: bool,
+        /// Rebuild even when the image is up to date.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the catalog's images with size, digest and build date.
+    List,
+    /// Show a container's description, options and examples.
+    Info { id: String },
+    /// Run the containers' examples in microVMs and check their results.
+    Test {
+        ids: Vec<String>,
+        /// Test every container of the catalog.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a built image.
+    Rm { id: String },
 }
 
 #[derive(Debug, Subcommand)]

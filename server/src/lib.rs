@@ -13,4 +13,6 @@ pub mod cli;
 pub mod convert;
 pub mod doctor;
 pub mod executor_config;
+pub mod image_cmd;
+pub mod jobs;
 pub mod run_cmd;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use server::archive;
+use server::catalog::Catalog;
 use server::cli::{ArchiveCommand, Cli, Command};
 
 fn main() -> ExitCode {
@@ -28,13 +29,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match cli.command {
         Command::Archive(cmd) => archive_command(cmd),
-        Command::Run(args) => runtime()?.block_on(server::run_cmd::run(&cli.executor, args)),
+        Command::Run(args) => {
+            let catalog = load_catalog(cli.meta_dir.as_deref())?;
+            runtime()?.block_on(server::run_cmd::run(&cli.executor, &catalog, args))
+        }
         Command::Doctor => runtime()?.block_on(server::doctor::run(&cli.executor)),
-        Command::Serve | Command::Image | Command::Gc => {
+        Command::Image(cmd) => {
+            let catalog = load_catalog(cli.meta_dir.as_deref())?;
+            runtime()?.block_on(server::image_cmd::run(&cli.executor, &catalog, cmd))
+        }
+        Command::Serve | Command::Gc => {
             eprintln!("pe: this subcommand is not built yet");
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn load_catalog(meta_dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    Ok(match meta_dir {
+        Some(dir) => Catalog::from_dir(dir)?,
+        None => Catalog::embedded()?,
+    })
 }
 
 fn archive_command(cmd: ArchiveCommand) -> anyhow::Result<ExitCode> {

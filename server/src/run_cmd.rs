@@ -12,27 +12,91 @@ use executor::pool::{MicroVm, Pool};
 use executor::{Job, JobLimits, Outcome};
 use shared::cpio::Entry;
 
+use crate::catalog::Catalog;
 use crate::cli::RunArgs;
 use crate::convert;
 use crate::executor_config::ExecutorArgs;
+use crate::jobs::{self, Request};
 
-pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let image = exec.images().resolve(&args.image)?;
-    let mut job = Job::new(image.clone(), args.argv.clone());
-    job.cwd = args.cwd.clone();
-    job.env = parse_env(&args.env)?;
-    job.files = read_files(&args.files)?;
-    if let Some(path) = &args.stdin {
-        job.stdin =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    }
+pub async fn run(
+    exec: &ExecutorArgs,
+    catalog: &Catalog,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
     if !(args.timeout > 0.0 && args.timeout <= shared::limits::MAX_TIMEOUT_MS as f64 / 1000.0) {
         bail!("--timeout must be between 0 and {} seconds", shared::limits::MAX_TIMEOUT_MS / 1000);
     }
-    job.limits = JobLimits {
+    let limits = JobLimits {
         timeout: Duration::from_secs_f64(args.timeout),
         memory_mib: args.memory,
         ..JobLimits::default()
+    };
+    let entry = catalog.get(&args.image).filter(|_| args.argv.is_empty() || args.args);
+    let job = match entry {
+        // A catalog container's own command line: options are checked before anything starts.
+        Some(entry) => {
+            let meta = &entry.meta;
+            let mut request = match &args.example {
+                Some(name) => {
+                    let example =
+                        meta.examples.iter().find(|e| &e.name == name).with_context(|| {
+                            let names: Vec<&str> =
+                                meta.examples.iter().map(|e| e.name.as_str()).collect();
+                            format!(
+                                "{} has no example {name:?} (it has: {})",
+                                meta.id,
+                                names.join(", ")
+                            )
+                        })?;
+                    Request::from_example(meta, example)
+                }
+                None => Request {
+                    files: meta
+                        .files
+                        .iter()
+                        .map(|f| Entry::file(f.path.clone(), f.content.clone()))
+                        .collect(),
+                    stdin: meta.stdin.clone().unwrap_or_default().into_bytes(),
+                    ..Request::default()
+                },
+            };
+            request.options.extend(parse_options(&args.options)?);
+            request.args = args.argv.clone();
+            request.env = parse_env(&args.env)?;
+            if !args.files.is_empty() {
+                request.files = read_files(&args.files)?;
+            }
+            if let Some(path) = &args.stdin {
+                request.stdin = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+            }
+            // Validate and render before looking for the image: a bad option never starts a VM.
+            meta.render(&request.options, &request.args)?;
+            let image = exec.images().resolve(&args.image)?;
+            jobs::job_for(meta, image, request, limits)?
+        }
+        None => {
+            if args.argv.is_empty() {
+                bail!(
+                    "{:?} is not a container of the catalog: give the command to run after --",
+                    args.image
+                );
+            }
+            if !args.options.is_empty() || args.example.is_some() {
+                bail!("--option and --example need a container of the catalog");
+            }
+            let image = exec.images().resolve(&args.image)?;
+            let mut job = Job::new(image, args.argv.clone());
+            job.cwd = args.cwd.clone();
+            job.env = parse_env(&args.env)?;
+            job.files = read_files(&args.files)?;
+            if let Some(path) = &args.stdin {
+                job.stdin = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+            }
+            job.limits = limits;
+            job
+        }
     };
 
     let config = exec.vm_config().context("cannot create the work directory")?;
@@ -44,7 +108,7 @@ pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         write_outputs(dir, &output.files)?;
     }
     let timeout_ms = job.limits.timeout.as_millis() as u64;
-    let result = convert::run_result(&output, &job.argv, &image, timeout_ms);
+    let result = convert::run_result(&output, &job.argv, &job.image, timeout_ms);
     if args.json {
         let json = convert::json_result(&output, result);
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -57,8 +121,8 @@ pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             "pe: {status}{code} | {id} {digest} | {backend} on {accel}, {start} | boot {boot} ms, run {run} ms, total {total} ms",
             status = serde_json::to_value(result.status)?.as_str().unwrap_or("?"),
             code = result.exit_code.map(|c| format!(" {c}")).unwrap_or_default(),
-            id = image.id,
-            digest = &image.digest[..image.digest.len().min(19)],
+            id = job.image.id,
+            digest = &job.image.digest[..job.image.digest.len().min(19)],
             backend = result.backend.kind,
             accel = accel.accel,
             start = result.backend.start.as_deref().unwrap_or("cold"),
@@ -68,6 +132,10 @@ pub async fn run(exec: &ExecutorArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         );
         if let Some(message) = &result.message {
             eprintln!("pe: {message}");
+        }
+        if !output.files.is_empty() && args.out.is_none() {
+            let names: Vec<&str> = output.files.iter().map(|f| f.path.as_str()).collect();
+            eprintln!("pe: output files (use --out DIR to keep them): {}", names.join(", "));
         }
     }
     Ok(ExitCode::from(exit_code(&output.outcome)))
@@ -81,6 +149,19 @@ fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Oom(_) => 137,
         Outcome::FailedToStart(_) => 125,
     }
+}
+
+fn parse_options(pairs: &[String]) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
+                Ok((k.to_owned(), value))
+            }
+            _ => bail!("--option {pair:?} is not ID=VALUE"),
+        })
+        .collect()
 }
 
 fn parse_env(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

@@ -249,3 +249,62 @@ fn only_output_tmp_and_input_are_writable() {
     let run = pe_run(&["busybox", "--", "sh", "-c", script], tmp.path());
     assert_eq!(run.stdout(), "writable\n", "{}", run.stderr());
 }
+
+#[test]
+fn image_test_runs_the_catalog_examples() {
+    assert_ready();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pe"))
+        .args(["image", "test", "busybox"])
+        .env("PE_WORK_DIR", work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok   busybox / Word count"), "{stdout}");
+}
+
+#[test]
+fn an_invalid_option_is_refused_before_any_vm_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let meta = tempfile::tempdir().unwrap();
+    // A catalog whose example uses a bad value fails to load, naming the option.
+    let gcc =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../container-meta/gcc.toml"))
+            .unwrap();
+    fs::create_dir(meta.path().join("groups")).unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../container-meta/groups/c-family.toml"),
+        meta.path().join("groups/c-family.toml"),
+    )
+    .unwrap();
+    fs::write(
+        meta.path().join("gcc.toml"),
+        gcc.replace("optimization = \"-O2\"", "optimization = \"-O9\""),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pe"))
+        .args(["image", "test", "gcc"])
+        .env("PE_META_DIR", meta.path())
+        .env("PE_WORK_DIR", work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("option \"optimization\": \"-O9\" is not one of"), "{stderr}");
+    assert!(fs::read_dir(work.path()).unwrap().next().is_none(), "no VM was started");
+}
+
+#[test]
+fn a_bad_option_on_the_command_line_is_refused_before_any_vm_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pe"))
+        .args(["run", "gcc", "--option", "optimization=-O9"])
+        .env("PE_WORK_DIR", work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("option \"optimization\": \"-O9\" is not one of -O0"), "{stderr}");
+    assert!(fs::read_dir(work.path()).unwrap().next().is_none(), "no VM was started");
+}

@@ -1,0 +1,293 @@
+//! `pe image`: build, list, inspect, test and remove the catalog's container images.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use executor::build::{self, DebianSource};
+use executor::pool::{MicroVm, Pool};
+use executor::{JobLimits, Outcome};
+use shared::cpio::EntryData;
+use shared::meta::{ContainerMeta, OptionKind};
+
+use crate::catalog::{self, Catalog};
+use crate::cli::ImageCommand;
+use crate::executor_config::ExecutorArgs;
+use crate::jobs::{self, Request};
+
+pub async fn run(
+    exec: &ExecutorArgs,
+    catalog: &Catalog,
+    cmd: ImageCommand,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImageCommand::Build { ids, all, force } => {
+            build_images(exec, catalog, &select(catalog, ids, all)?, force)
+        }
+        ImageCommand::List => {
+            list(exec, catalog);
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Info { id } => info(exec, catalog, &id),
+        ImageCommand::Test { ids, all } => test(exec, catalog, &select(catalog, ids, all)?).await,
+        ImageCommand::Rm { id } => {
+            if exec.images().remove(&id)? {
+                println!("removed {id}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!("no image {id:?} is built");
+            }
+        }
+    }
+}
+
+fn select<'a>(
+    catalog: &'a Catalog,
+    ids: Vec<String>,
+    all: bool,
+) -> anyhow::Result<Vec<&'a ContainerMeta>> {
+    if all {
+        return Ok(catalog.iter().map(|e| &e.meta).collect());
+    }
+    if ids.is_empty() {
+        bail!("name one or more containers, or --all");
+    }
+    ids.iter()
+        .map(|id| {
+            catalog.get(id).map(|e| &e.meta).with_context(|| {
+                let known: Vec<&str> = catalog.iter().map(|e| e.meta.id.as_str()).collect();
+                format!("no container {id:?} in the catalog (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn build_images(
+    exec: &ExecutorArgs,
+    catalog: &Catalog,
+    metas: &[&ContainerMeta],
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = exec.images();
+    let source = DebianSource::default();
+    let mut failed = Vec::new();
+    for (i, meta) in metas.iter().enumerate() {
+        let recipe = catalog::recipe(meta);
+        let prefix = format!("[{}/{}] {}", i + 1, metas.len(), meta.id);
+        if !force {
+            if let Ok(existing) = store.resolve(&meta.id) {
+                if existing.recipe.as_deref() == Some(recipe.fingerprint().as_str()) {
+                    eprintln!("{prefix}: up to date ({})", short(&existing.digest));
+                    continue;
+                }
+            }
+        }
+        eprintln!("{prefix}: building");
+        let result = build::build(&store, &meta.id, &recipe, &source, &mut |step| {
+            eprintln!("{prefix}: {step}")
+        });
+        if let Err(err) = result {
+            eprintln!("{prefix}: FAILED: {}", chain(&err));
+            failed.push(meta.id.clone());
+        }
+    }
+    let _ = catalog;
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("{} image(s) failed to build: {}", failed.len(), failed.join(", "));
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    out
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+fn list(exec: &ExecutorArgs, catalog: &Catalog) {
+    let store = exec.images();
+    println!("{:<14} {:>9} {:<20} {:<21} {:>8}", "ID", "SIZE", "DIGEST", "BUILT", "BUILD");
+    let mut ids: Vec<String> = catalog.iter().map(|e| e.meta.id.clone()).collect();
+    ids.extend(store.list().into_iter().map(|i| i.id).filter(|id| catalog.get(id).is_none()));
+    for id in ids {
+        match store.resolve(&id) {
+            Ok(image) => println!(
+                "{:<14} {:>6} MiB {:<20} {:<21} {:>7}",
+                id,
+                image.size.div_ceil(1024 * 1024),
+                short(&image.digest),
+                image.built_at.as_deref().unwrap_or("-"),
+                image.build_secs.map_or("-".to_owned(), |s| format!("{s:.0} s")),
+            ),
+            Err(_) => println!("{id:<14} {:>9} {:<20}", "-", "(not built)"),
+        }
+    }
+}
+
+fn info(exec: &ExecutorArgs, catalog: &Catalog, id: &str) -> anyhow::Result<ExitCode> {
+    let meta = &select(catalog, vec![id.to_owned()], false)?[0];
+    println!("{} {} — {}", meta.name, meta.version, meta.description);
+    if let Some(home) = &meta.homepage {
+        println!("homepage:   {home}");
+    }
+    println!("categories: {}", meta.categories.join(", "));
+    match exec.images().resolve(id) {
+        Ok(image) => {
+            println!("image:      {} ({} MiB)", image.digest, image.size.div_ceil(1 << 20))
+        }
+        Err(_) => println!("image:      not built (pe image build {id})"),
+    }
+    println!(
+        "inputs:     {}",
+        meta.inputs.extensions.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" ")
+    );
+    println!("command:    {}", shell_words(&meta.render(&meta.defaults(), &[])?.argv));
+    println!("\noptions:");
+    for option in &meta.options {
+        let kind = match &option.kind {
+            OptionKind::Select { choices, default } => format!(
+                "one of {} (default {default})",
+                choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            OptionKind::MultiSelect { choices, default } => format!(
+                "any of {} (default [{}])",
+                choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", "),
+                default.join(", ")
+            ),
+            OptionKind::Bool { default, .. } => format!("true or false (default {default})"),
+            OptionKind::Number { min, max, step, default, .. } => {
+                format!("number {min}..={max} step {step} (default {default})")
+            }
+            OptionKind::Text { default, pattern, .. } => format!(
+                "text{} (default {default:?})",
+                pattern.as_ref().map(|p| format!(" matching {p}")).unwrap_or_default()
+            ),
+        };
+        println!("  {:<14} {}: {kind}", option.id, option.label);
+        if let Some(help) = &option.help {
+            println!("  {:<14} {help}", "");
+        }
+    }
+    println!("\nexamples:");
+    for example in &meta.examples {
+        let argv = meta.render(&example.options, &example.args)?.argv;
+        println!("  {}: {}", example.name, shell_words(&argv));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A command line as a person would type it.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=./:+%,".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn test(
+    exec: &ExecutorArgs,
+    catalog: &Catalog,
+    metas: &[&ContainerMeta],
+) -> anyhow::Result<ExitCode> {
+    let _ = catalog;
+    let config = exec.vm_config().context("cannot create the work directory")?;
+    let (config, accel) = exec.probe(config).await;
+    eprintln!("running examples in microVMs on {}", accel.accel);
+    let pool = Pool::new(Arc::new(MicroVm { config }), 1, 0, Duration::from_secs(2));
+    let store = exec.images();
+    let mut failures = 0;
+    for meta in metas {
+        let image = match store.resolve(&meta.id) {
+            Ok(image) => image,
+            Err(err) => {
+                println!("FAIL {}: {err}", meta.id);
+                failures += 1;
+                continue;
+            }
+        };
+        for example in &meta.examples {
+            let request = Request::from_example(meta, example);
+            let job = jobs::job_for(meta, image.clone(), request, JobLimits::default())?;
+            let started = Instant::now();
+            let output = pool.try_submit(&job).await?;
+            let took = started.elapsed().as_millis();
+            let problems = check(example, &output);
+            if problems.is_empty() {
+                println!(
+                    "ok   {} / {} ({took} ms, program {} ms)",
+                    meta.id, example.name, output.timings.run_ms
+                );
+            } else {
+                failures += 1;
+                println!(
+                    "FAIL {} / {} ({took} ms): {}",
+                    meta.id,
+                    example.name,
+                    problems.join("; ")
+                );
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                for line in stderr.lines().take(10) {
+                    println!("     | {line}");
+                }
+            }
+        }
+    }
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What an example's result gets wrong, if anything.
+fn check(example: &shared::meta::Example, output: &executor::JobOutput) -> Vec<String> {
+    let expect = &example.expect;
+    let mut problems = Vec::new();
+    let want = expect.exit_code.unwrap_or(0);
+    match &output.outcome {
+        Outcome::Exited(code) if *code == want => {}
+        other => problems.push(format!("expected exit code {want}, got {other:?}")),
+    }
+    if output.truncated.any() {
+        problems.push("output was truncated".into());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if let Some(text) = &expect.stdout_contains {
+        if !stdout.contains(text.as_str()) {
+            problems.push(format!(
+                "stdout lacks {text:?}: {:?}",
+                stdout.chars().take(200).collect::<String>()
+            ));
+        }
+    }
+    if let Some(text) = &expect.stderr_contains {
+        if !stderr.contains(text.as_str()) {
+            problems.push(format!("stderr lacks {text:?}"));
+        }
+    }
+    for file in &expect.files {
+        let found = output
+            .files
+            .iter()
+            .any(|e| e.path == *file && matches!(&e.data, EntryData::File(d) if !d.is_empty()));
+        if !found {
+            problems.push(format!("no output file {file}"));
+        }
+    }
+    problems
+}
