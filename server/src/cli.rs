@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and the HTTP API.
-    Serve,
+    Serve(crate::serve::ServeArgs),
     /// Run a container on input files in a microVM and print its output.
     ///
     /// Exits with the program's exit status (128+N for signal N, 124 on timeout, 137 when out
@@ -37,7 +37,14 @@ pub enum Command {
     /// Check the host: accelerator, QEMU, kernel, images, data directory.
     Doctor,
     /// Remove old cache entries and temporary files.
-    Gc,
+    Gc {
+        /// Remove cache entries unused for this many days.
+        #[arg(long, default_value_t = 7)]
+        days: u64,
+        /// The server's data directory [default: ~/.local/share/program-explorer].
+        #[arg(long, env = "PE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use executor::image::ImageInfo;
 use executor::{JobOutput, Outcome};
+use shared::api::v1::archive_paths;
 use shared::api::v1::{
     BackendInfo, ImageRef, JsonOutputFile, ResourceUsage, RunJsonResult, RunResult, RunStatus,
     Timings, Truncation,
 };
-use shared::cpio::EntryData;
+use shared::cpio::{self, Encoder, Entry, EntryData, Limits};
+use shared::framing;
 
 /// The API status of a job. A limit that cut the program short wins over how it then exited.
 pub fn status(output: &JobOutput) -> RunStatus {
@@ -103,20 +105,97 @@ fn text_or_base64(bytes: &[u8]) -> (String, Option<String>) {
     }
 }
 
-pub fn json_result(output: &JobOutput, result: RunResult) -> RunJsonResult {
-    let (stdout, stdout_base64) = text_or_base64(&output.stdout);
-    let (stderr, stderr_base64) = text_or_base64(&output.stderr);
-    let files = output
-        .files
-        .iter()
-        .filter_map(|entry| match &entry.data {
-            EntryData::File(data) => Some(JsonOutputFile {
-                path: entry.path.clone(),
-                size: data.len() as u64,
-                content_base64: BASE64.encode(data),
-            }),
-            EntryData::Dir => None,
-        })
-        .collect();
-    RunJsonResult { result, stdout, stderr, stdout_base64, stderr_base64, files }
+/// A finished run as the API hands it out (and the cache keeps it): the result header and
+/// what the program produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunAnswer {
+    pub result: RunResult,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output files and directories, paths relative to the output directory.
+    pub files: Vec<Entry>,
+}
+
+impl RunAnswer {
+    pub fn from_job(
+        output: JobOutput,
+        argv: &[String],
+        image: &ImageInfo,
+        timeout_ms: u64,
+    ) -> RunAnswer {
+        let result = run_result(&output, argv, image, timeout_ms);
+        RunAnswer { result, stdout: output.stdout, stderr: output.stderr, files: output.files }
+    }
+
+    /// The archive form: `<u32 len><RunResult JSON><cpio of stdout, stderr, output/...>`.
+    pub fn to_frame(&self) -> Result<Vec<u8>, AnswerError> {
+        let mut encoder = Encoder::new(Vec::new(), Limits::MAX);
+        encoder.add_file(archive_paths::STDOUT, 0o644, 0, &self.stdout)?;
+        encoder.add_file(archive_paths::STDERR, 0o644, 0, &self.stderr)?;
+        if !self.files.is_empty() {
+            encoder.add_dir(archive_paths::OUTPUT_DIR, 0o755, 0)?;
+        }
+        for entry in &self.files {
+            let path = format!("{}/{}", archive_paths::OUTPUT_DIR, entry.path);
+            encoder.append(&Entry { path, ..entry.clone() })?;
+        }
+        Ok(framing::encode(&self.result, &encoder.finish()?)?)
+    }
+
+    /// Reads back what [`Self::to_frame`] wrote.
+    pub fn from_frame(bytes: &[u8]) -> Result<RunAnswer, AnswerError> {
+        let (result, archive): (RunResult, _) =
+            framing::decode(bytes, shared::limits::MAX_HEADER_BYTES)?;
+        let mut answer =
+            RunAnswer { result, stdout: Vec::new(), stderr: Vec::new(), files: Vec::new() };
+        for entry in cpio::decode(archive, &Limits::MAX)? {
+            match (entry.path.as_str(), &entry.data) {
+                (archive_paths::STDOUT, EntryData::File(data)) => answer.stdout = data.clone(),
+                (archive_paths::STDERR, EntryData::File(data)) => answer.stderr = data.clone(),
+                (path, _) => {
+                    if let Some(rel) = path.strip_prefix("output/") {
+                        answer.files.push(Entry { path: rel.to_owned(), ..entry.clone() });
+                    }
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The JSON form.
+    pub fn to_json(&self) -> RunJsonResult {
+        let (stdout, stdout_base64) = text_or_base64(&self.stdout);
+        let (stderr, stderr_base64) = text_or_base64(&self.stderr);
+        let files = self
+            .files
+            .iter()
+            .filter_map(|entry| match &entry.data {
+                EntryData::File(data) => Some(JsonOutputFile {
+                    path: entry.path.clone(),
+                    size: data.len() as u64,
+                    content_base64: BASE64.encode(data),
+                }),
+                EntryData::Dir => None,
+            })
+            .collect();
+        RunJsonResult {
+            result: self.result.clone(),
+            stdout,
+            stderr,
+            stdout_base64,
+            stderr_base64,
+            files,
+        }
+    }
+}
+
+/// A stored answer that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("bad result archive")]
+    Cpio(#[from] shared::cpio::CpioError),
+    #[error("bad result frame")]
+    Frame(#[from] shared::framing::FrameError),
+    #[error("cannot encode the result")]
+    Json(#[from] serde_json::Error),
 }

@@ -42,11 +42,7 @@ pub async fn run(
     }
 }
 
-fn select<'a>(
-    catalog: &'a Catalog,
-    ids: Vec<String>,
-    all: bool,
-) -> anyhow::Result<Vec<&'a ContainerMeta>> {
+fn select(catalog: &Catalog, ids: Vec<String>, all: bool) -> anyhow::Result<Vec<&ContainerMeta>> {
     if all {
         return Ok(catalog.iter().map(|e| &e.meta).collect());
     }
@@ -75,13 +71,12 @@ fn build_images(
     for (i, meta) in metas.iter().enumerate() {
         let recipe = catalog::recipe(meta);
         let prefix = format!("[{}/{}] {}", i + 1, metas.len(), meta.id);
-        if !force {
-            if let Ok(existing) = store.resolve(&meta.id) {
-                if existing.recipe.as_deref() == Some(recipe.fingerprint().as_str()) {
-                    eprintln!("{prefix}: up to date ({})", short(&existing.digest));
-                    continue;
-                }
-            }
+        if !force
+            && let Ok(existing) = store.resolve(&meta.id)
+            && existing.recipe.as_deref() == Some(recipe.fingerprint().as_str())
+        {
+            eprintln!("{prefix}: up to date ({})", short(&existing.digest));
+            continue;
         }
         eprintln!("{prefix}: building");
         let result = build::build(&store, &meta.id, &recipe, &source, &mut |step| {
@@ -267,18 +262,18 @@ fn check(example: &shared::meta::Example, output: &executor::JobOutput) -> Vec<S
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if let Some(text) = &expect.stdout_contains {
-        if !stdout.contains(text.as_str()) {
-            problems.push(format!(
-                "stdout lacks {text:?}: {:?}",
-                stdout.chars().take(200).collect::<String>()
-            ));
-        }
+    if let Some(text) = &expect.stdout_contains
+        && !stdout.contains(text.as_str())
+    {
+        problems.push(format!(
+            "stdout lacks {text:?}: {:?}",
+            stdout.chars().take(200).collect::<String>()
+        ));
     }
-    if let Some(text) = &expect.stderr_contains {
-        if !stderr.contains(text.as_str()) {
-            problems.push(format!("stderr lacks {text:?}"));
-        }
+    if let Some(text) = &expect.stderr_contains
+        && !stderr.contains(text.as_str())
+    {
+        problems.push(format!("stderr lacks {text:?}"));
     }
     for file in &expect.files {
         let found = output

@@ -38,10 +38,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = load_catalog(cli.meta_dir.as_deref())?;
             runtime()?.block_on(server::image_cmd::run(&cli.executor, &catalog, cmd))
         }
-        Command::Serve | Command::Gc => {
-            eprintln!("pe: this subcommand is not built yet");
-            Ok(ExitCode::from(2))
+        Command::Serve(args) => {
+            init_logging();
+            let catalog = load_catalog(cli.meta_dir.as_deref())?;
+            runtime()?.block_on(server::serve::run(&cli.executor, catalog, args))?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Gc { days, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(server::serve::default_data_dir);
+            runtime()?.block_on(server::gc::run(&cli.executor, &data_dir, days))
+        }
+    }
+}
+
+/// Structured logs on stderr; `RUST_LOG` filters, `PE_LOG_FORMAT=json` for JSON lines.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("PE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -108,14 +108,16 @@ pub async fn run(
         write_outputs(dir, &output.files)?;
     }
     let timeout_ms = job.limits.timeout.as_millis() as u64;
-    let result = convert::run_result(&output, &job.argv, &job.image, timeout_ms);
+    let outcome = output.outcome.clone();
+    let output_files = output.files.len();
+    let answer = convert::RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
+    let result = &answer.result;
     if args.json {
-        let json = convert::json_result(&output, result);
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", serde_json::to_string_pretty(&answer.to_json())?);
     } else {
-        std::io::stdout().write_all(&output.stdout)?;
+        std::io::stdout().write_all(&answer.stdout)?;
         std::io::stdout().flush()?;
-        std::io::stderr().write_all(&output.stderr)?;
+        std::io::stderr().write_all(&answer.stderr)?;
         let t = &result.timings_ms;
         eprintln!(
             "pe: {status}{code} | {id} {digest} | {backend} on {accel}, {start} | boot {boot} ms, run {run} ms, total {total} ms",
@@ -133,12 +135,12 @@ pub async fn run(
         if let Some(message) = &result.message {
             eprintln!("pe: {message}");
         }
-        if !output.files.is_empty() && args.out.is_none() {
-            let names: Vec<&str> = output.files.iter().map(|f| f.path.as_str()).collect();
+        if output_files > 0 && args.out.is_none() {
+            let names: Vec<&str> = answer.files.iter().map(|f| f.path.as_str()).collect();
             eprintln!("pe: output files (use --out DIR to keep them): {}", names.join(", "));
         }
     }
-    Ok(ExitCode::from(exit_code(&output.outcome)))
+    Ok(ExitCode::from(exit_code(&outcome)))
 }
 
 fn exit_code(outcome: &Outcome) -> u8 {

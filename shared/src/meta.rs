@@ -381,12 +381,13 @@ impl ContainerMeta {
                 .map_err(|e| self.problem(format!("default: {e}")))?;
         }
         for element in &self.run.argv {
-            if let Some(name) = placeholder(element) {
-                if name != "args" && self.option(name).is_none() {
-                    return Err(
-                        self.problem(format!("argv uses {{{name}}} but there is no such option"))
-                    );
-                }
+            if let Some(name) = placeholder(element)
+                && name != "args"
+                && self.option(name).is_none()
+            {
+                return Err(
+                    self.problem(format!("argv uses {{{name}}} but there is no such option"))
+                );
             }
         }
         for file in self.files.iter().chain(self.examples.iter().flat_map(|e| &e.files)) {
@@ -459,14 +460,9 @@ impl ContainerMeta {
                 let v = value.as_str().ok_or_else(|| wrong("a string"))?;
                 // Empty text means "not set": it adds no arguments, whatever the pattern.
                 if let Some(pattern) = pattern.as_ref().filter(|_| !v.is_empty()) {
-                    let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
-                        OptionError::PatternMismatch {
-                            option: option_id(),
-                            value: v.into(),
-                            pattern: pattern.clone(),
-                        }
-                    })?;
-                    if !re.is_match(v) {
+                    // Checked when the catalog was loaded; a pattern that does not compile matches nothing.
+                    let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok();
+                    if !re.is_some_and(|re| re.is_match(v)) {
                         return Err(OptionError::PatternMismatch {
                             option: option_id(),
                             value: v.to_owned(),

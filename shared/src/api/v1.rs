@@ -29,6 +29,32 @@ pub struct RunRequest {
     /// Text fed to the program's standard input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// [`inputs_digest`] of the input files and stdin. Optional; when the header carries it,
+    /// the server can answer a cached result before the archive has arrived (and checks it
+    /// against the archive otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<String>,
+}
+
+/// A digest of the input files and stdin that does not depend on how the archive was written
+/// (order, inode numbers, times): sha256 over each entry sorted by path (path, kind, mode,
+/// length, content), then stdin. Hex.
+pub fn inputs_digest(files: &[crate::cpio::Entry], stdin: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&crate::cpio::Entry> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut hasher = Sha256::new();
+    for entry in sorted {
+        hasher.update(entry.path.as_bytes());
+        hasher.update([0, u8::from(entry.is_dir())]);
+        hasher.update(entry.mode.to_le_bytes());
+        hasher.update((entry.content().len() as u64).to_le_bytes());
+        hasher.update(entry.content());
+    }
+    hasher.update(b"\0stdin");
+    hasher.update((stdin.len() as u64).to_le_bytes());
+    hasher.update(stdin);
+    hex::encode(hasher.finalize())
 }
 
 /// One input file of the JSON form: `content` (UTF-8) or `content_base64`, exactly one.
@@ -174,6 +200,31 @@ pub struct RunJsonResult {
     pub files: Vec<JsonOutputFile>,
 }
 
+/// Everything a playground shows, as stored behind a permalink (`POST /api/v1/links`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaygroundState {
+    pub container: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub files: Vec<JsonFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// The answer to `POST /api/v1/links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCreated {
+    pub id: String,
+    /// Path of the playground opened on this state: `/l/{id}`.
+    pub url: String,
+}
+
 /// Names of the entries in a result archive.
 pub mod archive_paths {
     pub const STDOUT: &str = "stdout";
@@ -198,6 +249,8 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: every slot is busy and the queue is full; retry after `Retry-After` seconds.
     Busy,
+    /// 503: the container's image is not built on this server, or the executor is not ready.
+    Unavailable,
     /// 500: something broke on the server.
     Internal,
 }
@@ -228,6 +281,18 @@ mod tests {
         assert_eq!(req.run.container, "python");
         assert_eq!(req.run.stdin.as_deref(), Some("x"));
         assert_eq!(req.files[0].content.as_deref(), Some("print(1)"));
+    }
+
+    #[test]
+    fn inputs_digest_ignores_order_and_times_but_not_content() {
+        use crate::cpio::Entry;
+        let a = [Entry::file("a", "1"), Entry { mtime: 99, ..Entry::file("b", "2") }];
+        let b = [Entry::file("b", "2"), Entry::file("a", "1")];
+        assert_eq!(inputs_digest(&a, b""), inputs_digest(&b, b""));
+        assert_ne!(inputs_digest(&a, b""), inputs_digest(&a, b"x"));
+        assert_ne!(inputs_digest(&a, b""), inputs_digest(&[Entry::file("a", "1")], b""));
+        let exec = [Entry { mode: 0o755, ..Entry::file("a", "1") }, Entry::file("b", "2")];
+        assert_ne!(inputs_digest(&a, b""), inputs_digest(&exec, b""));
     }
 
     #[test]

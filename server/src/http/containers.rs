@@ -1,0 +1,61 @@
+//! `GET /api/v1/containers` and `GET /api/v1/containers/{id}`: the catalog, with each image's
+//! digest and whether it is built here.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use shared::meta::ContainerMeta;
+
+use super::{AppError, SharedState};
+
+pub fn router() -> Router<SharedState> {
+    Router::new().route("/api/v1/containers", get(list)).route("/api/v1/containers/{id}", get(one))
+}
+
+/// A catalog entry as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ContainerInfo {
+    #[serde(flatten)]
+    pub meta: ContainerMeta,
+    /// The Markdown description beside the metadata, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_description: Option<String>,
+    pub image: ImageStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageStatus {
+    pub built: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+pub fn info(state: &SharedState, entry: &crate::catalog::Entry) -> ContainerInfo {
+    let image = match state.images.resolve(&entry.meta.id) {
+        Ok(image) => {
+            ImageStatus { built: true, digest: Some(image.digest), size: Some(image.size) }
+        }
+        Err(_) => ImageStatus { built: false, digest: None, size: None },
+    };
+    ContainerInfo {
+        meta: entry.meta.clone(),
+        long_description: entry.long_description.clone(),
+        image,
+    }
+}
+
+async fn list(State(state): State<SharedState>) -> Json<Vec<ContainerInfo>> {
+    Json(state.catalog.iter().map(|entry| info(&state, entry)).collect())
+}
+
+async fn one(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<ContainerInfo>, AppError> {
+    let entry =
+        state.catalog.get(&id).ok_or_else(|| AppError::NotFound(format!("no container {id:?}")))?;
+    Ok(Json(info(&state, entry)))
+}

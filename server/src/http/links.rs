@@ -1,0 +1,70 @@
+//! Permalinks: `POST /api/v1/links` stores a playground state and answers its id, derived from
+//! the state itself (the same state always gets the same link); `GET /api/v1/links/{id}`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use shared::api::v1::{LinkCreated, PlaygroundState};
+
+use super::{AppError, SharedState, add_rate_headers, rate_limit};
+
+/// Largest stored state.
+pub const MAX_LINK_BYTES: usize = 1024 * 1024;
+
+pub fn router() -> Router<SharedState> {
+    Router::new().route("/api/v1/links", post(create)).route("/api/v1/links/{id}", get(fetch))
+}
+
+/// The id of a state: 16 characters of base64url of the sha256 of its canonical JSON.
+pub fn link_id(canonical_json: &str) -> String {
+    let digest = Sha256::digest(canonical_json.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..12])
+}
+
+async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, AppError> {
+    let decision = rate_limit(&state, req.extensions())?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_LINK_BYTES).await.map_err(|e| {
+        AppError::TooLarge(format!("a link's state is limited to {MAX_LINK_BYTES} bytes ({e})"))
+    })?;
+    let playground = parse(&body)?;
+    if state.catalog.get(&playground.container).is_none() {
+        return Err(AppError::NotFound(format!("no container {:?}", playground.container)));
+    }
+    // Canonical: serde_json writes struct fields in order and maps sorted (BTreeMap).
+    let canonical = serde_json::to_string(&playground).map_err(AppError::internal)?;
+    let id = link_id(&canonical);
+    state.store.put_link(id.clone(), canonical).await.map_err(AppError::internal)?;
+    let url = format!("/l/{id}");
+    let mut response = (StatusCode::CREATED, Json(LinkCreated { id, url })).into_response();
+    add_rate_headers(&mut response, decision);
+    Ok(response)
+}
+
+fn parse(body: &Bytes) -> Result<PlaygroundState, AppError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))
+}
+
+async fn fetch(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let not_found = || AppError::NotFound(format!("no link {id:?}"));
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(not_found());
+    }
+    let stored = state
+        .store
+        .get_link(id.clone())
+        .await
+        .map_err(AppError::internal)?
+        .ok_or_else(not_found)?;
+    let playground: PlaygroundState = serde_json::from_str(&stored).map_err(AppError::internal)?;
+    Ok(Json(playground).into_response())
+}

@@ -1,0 +1,60 @@
+//! Operations: `/healthz` (the process answers), `/readyz` (the executor can run jobs),
+//! `/metrics` (Prometheus) and `/api/v1/openapi.json`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::SharedState;
+
+/// The OpenAPI document of API v1 (kept beside docs/API.md).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+pub fn api_router() -> Router<SharedState> {
+    Router::new().route("/api/v1/openapi.json", get(openapi))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    let built = state.catalog.iter().filter(|e| state.images.resolve(&e.meta.id).is_ok()).count();
+    let ready = state.executor_ready && built > 0;
+    let body = json!({
+        "ready": ready,
+        "backend": state.backend_name,
+        "executor": state.executor_ready,
+        "images_built": built,
+        "containers": state.catalog.len(),
+        "slots": state.pool.slots(),
+        "running": state.pool.running(),
+        "queued": state.pool.queued(),
+    });
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    let cache_bytes = state.store.cache_size().await.unwrap_or(0) as f64;
+    let text = state.metrics.render(&[
+        ("pe_queue_depth", "Jobs waiting for a slot.", state.pool.queued() as f64),
+        ("pe_running_jobs", "Jobs holding a slot.", state.pool.running() as f64),
+        ("pe_slots", "Job slots.", state.pool.slots() as f64),
+        ("pe_cache_bytes", "Bytes held by the result cache.", cache_bytes),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

@@ -1,0 +1,50 @@
+//! The browser app and static files. The built frontend (trunk's `dist/`) is served with its
+//! precompressed `.gz`/`.br` siblings and long cache lifetimes for hashed assets; the app's
+//! own routes (`/`, `/l/{id}`) get `index.html`; a missing asset is a plain 404, never the app.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::SharedState;
+
+pub fn router(state: &SharedState) -> Router<SharedState> {
+    let app_routes = Router::new().route("/", get(index)).route("/l/{id}", get(index));
+    match &state.static_dir {
+        Some(dir) => {
+            let assets = ServeDir::new(dir).precompressed_gzip().precompressed_br();
+            app_routes.fallback_service(
+                tower::ServiceBuilder::new()
+                    .layer(SetResponseHeaderLayer::if_not_present(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    ))
+                    .service(assets),
+            )
+        }
+        None => app_routes,
+    }
+}
+
+async fn index(State(state): State<SharedState>) -> Response {
+    let page = state
+        .static_dir
+        .as_ref()
+        .and_then(|dir| std::fs::read_to_string(dir.join("index.html")).ok());
+    match page {
+        Some(page) => ([(header::CACHE_CONTROL, "no-cache")], Html(page)).into_response(),
+        None => (
+            StatusCode::OK,
+            Html(
+                "<!doctype html><title>Program Explorer</title><h1>Program Explorer</h1>\
+                 <p>The web app is not built on this server. The API is at \
+                 <a href=\"/api/v1/containers\">/api/v1/containers</a>; see docs/API.md.</p>",
+            ),
+        )
+            .into_response(),
+    }
+}

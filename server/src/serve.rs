@@ -1,0 +1,143 @@
+//! `pe serve`: build the state from the configuration, serve `app(state)`, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use executor::JobLimits;
+use executor::pool::{self, MicroVm, Pool};
+
+use crate::catalog::Catalog;
+use crate::executor_config::ExecutorArgs;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// `pe serve` settings; every flag is also an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the database and the result cache live [default: ~/.local/share/program-explorer].
+    #[arg(long, env = "PE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Job slots (VMs at once) [default: cores - 1, at least 1].
+    #[arg(long, env = "PE_SLOTS")]
+    pub slots: Option<usize>,
+    /// Jobs that may wait for a slot; more are refused with 503.
+    #[arg(long, env = "PE_QUEUE", default_value_t = 8)]
+    pub queue: usize,
+    /// Wall-clock limit of a run, seconds (at most 60).
+    #[arg(long, env = "PE_TIMEOUT_SECS", default_value_t = 10)]
+    pub timeout_secs: u64,
+    /// Guest memory per job, MiB.
+    #[arg(long, env = "PE_MEMORY_MIB", default_value_t = shared::limits::DEFAULT_MEMORY_MIB)]
+    pub memory_mib: u32,
+    /// Result cache budget, MiB.
+    #[arg(long, env = "PE_CACHE_MIB", default_value_t = 1024)]
+    pub cache_mib: u64,
+    /// Runs and links per minute per client (0 turns rate limiting off).
+    #[arg(long, env = "PE_RATE_PER_MINUTE", default_value_t = 60)]
+    pub rate_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    #[arg(long, env = "PE_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+    /// Seconds before a request is cut off.
+    #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
+    pub request_timeout_secs: u64,
+    /// The built frontend (trunk's dist/) to serve.
+    #[arg(long, env = "PE_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
+    home.join(".local/share/program-explorer")
+}
+
+pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let store =
+        Store::open(&data_dir, args.cache_mib * 1024 * 1024).context("cannot open the database")?;
+    let config = exec.vm_config().context("cannot create the work directory")?;
+    let executor_ready =
+        config.kernel.is_file() && config.initramfs.is_file() && config.qemu.is_file();
+    tracing::info!(kernel = %config.kernel.display(), ready = executor_ready, "probing the accelerator");
+    let (config, accel) = exec.probe(config).await;
+    tracing::info!(accel = %accel.accel, reason = %accel.reason, "accelerator chosen");
+    let slots = args.slots.unwrap_or_else(pool::default_slots);
+    let typical = if matches!(accel.accel, executor::accel::Accel::Kvm) { 1 } else { 3 };
+    let pool =
+        Pool::new(Arc::new(MicroVm { config }), slots, args.queue, Duration::from_secs(typical));
+    let limits = JobLimits {
+        timeout: Duration::from_secs(
+            args.timeout_secs.clamp(1, shared::limits::MAX_TIMEOUT_MS / 1000),
+        ),
+        memory_mib: args.memory_mib,
+        ..JobLimits::default()
+    };
+    let state = Arc::new(AppState {
+        catalog,
+        images: exec.images(),
+        pool,
+        store,
+        metrics: Metrics::default(),
+        limiter: RateLimiter::new(args.rate_per_minute, args.rate_burst),
+        limits,
+        max_body: shared::limits::MAX_REQUEST_BYTES,
+        static_dir: args.static_dir.clone(),
+        executor_ready,
+        backend_name: accel.accel.to_string(),
+    });
+    let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(args.request_timeout_secs),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "pe: serving on http://{} ({} containers, {slots} slot(s) on {}, data in {})",
+        args.listen,
+        state.catalog.len(),
+        accel.accel,
+        data_dir.display()
+    );
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server failed")?;
+    // Stop admitting jobs; the VMs of requests that were cut off died with their futures.
+    state.pool.close();
+    eprintln!("pe: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    eprintln!("pe: shutting down: finishing running requests");
+}

@@ -1,0 +1,238 @@
+//! The server's SQLite database (permalinks and the result cache's index) and the on-disk
+//! result cache.
+//!
+//! The cache keeps each result as one file `<data>/cache/<key>` holding the archive-form answer
+//! (`<u32 len><RunResult JSON><cpio>`), and one row per file (key, size, last use) so it can be
+//! bounded in bytes: when it grows past its budget the least recently used entries go.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot use {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database worker stopped")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// SQLite plus the cache directory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Mutex<Connection>>,
+    cache_dir: PathBuf,
+    cache_budget: u64,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Store {
+    /// Opens (creating) `<data_dir>/pe.sqlite3` and `<data_dir>/cache/`.
+    pub fn open(data_dir: &Path, cache_budget: u64) -> Result<Store, StoreError> {
+        let cache_dir = data_dir.join("cache");
+        std::fs::create_dir_all(&cache_dir)
+            .map_err(|source| StoreError::Io { path: cache_dir.clone(), source })?;
+        let db = Connection::open(data_dir.join("pe.sqlite3"))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS links (
+                 id TEXT PRIMARY KEY, state TEXT NOT NULL, created INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS cache (
+                 key TEXT PRIMARY KEY, size INTEGER NOT NULL, used INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS cache_used ON cache (used);",
+        )?;
+        Ok(Store { db: Arc::new(Mutex::new(db)), cache_dir, cache_budget })
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&conn)
+        })
+        .await?
+    }
+
+    /// Stores a permalink's state (links are immutable: the same id always holds the same
+    /// state, since the id is derived from it).
+    pub async fn put_link(&self, id: String, state: String) -> Result<(), StoreError> {
+        self.with_db(move |db| {
+            db.execute(
+                "INSERT OR IGNORE INTO links (id, state, created) VALUES (?1, ?2, ?3)",
+                params![id, state, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_link(&self, id: String) -> Result<Option<String>, StoreError> {
+        self.with_db(move |db| {
+            Ok(db
+                .query_row("SELECT state FROM links WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    fn cache_path(&self, key: &str) -> PathBuf {
+        self.cache_dir.join(key)
+    }
+
+    /// A cached answer, and marks it used.
+    pub async fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.cache_path(key);
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let key = key.to_owned();
+        self.with_db(move |db| {
+            db.execute("UPDATE cache SET used = ?2 WHERE key = ?1", params![key, now()])?;
+            Ok(())
+        })
+        .await?;
+        Ok(Some(bytes))
+    }
+
+    /// Stores an answer, then evicts the least recently used entries beyond the budget.
+    pub async fn cache_put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        if bytes.len() as u64 > self.cache_budget / 4 {
+            return Ok(()); // one entry may not crowd out the rest
+        }
+        let path = self.cache_path(key);
+        let tmp = self.cache_dir.join(format!(".{key}.tmp"));
+        let size = bytes.len() as i64;
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|source| StoreError::Io { path: tmp.clone(), source })?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        let key = key.to_owned();
+        let budget = self.cache_budget as i64;
+        let dir = self.cache_dir.clone();
+        self.with_db(move |db| {
+            db.execute(
+                "INSERT OR REPLACE INTO cache (key, size, used) VALUES (?1, ?2, ?3)",
+                params![key, size, now()],
+            )?;
+            let total: i64 =
+                db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
+            if total > budget {
+                let mut excess = total - budget;
+                let mut stmt = db.prepare("SELECT key, size FROM cache ORDER BY used ASC")?;
+                let victims: Vec<(String, i64)> = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (victim, size) in victims {
+                    if excess <= 0 {
+                        break;
+                    }
+                    let _ = std::fs::remove_file(dir.join(&victim));
+                    db.execute("DELETE FROM cache WHERE key = ?1", [&victim])?;
+                    excess -= size;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Bytes held by the cache.
+    pub async fn cache_size(&self) -> Result<u64, StoreError> {
+        self.with_db(|db| {
+            let total: i64 =
+                db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
+            Ok(total as u64)
+        })
+        .await
+    }
+
+    /// Removes cache entries unused for `max_age_secs` and stray temporary files. Returns how
+    /// many entries were removed.
+    pub async fn gc(&self, max_age_secs: i64) -> Result<usize, StoreError> {
+        let dir = self.cache_dir.clone();
+        self.with_db(move |db| {
+            let cutoff = now() - max_age_secs;
+            let mut stmt = db.prepare("SELECT key FROM cache WHERE used < ?1")?;
+            let old: Vec<String> =
+                stmt.query_map([cutoff], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            for key in &old {
+                let _ = std::fs::remove_file(dir.join(key));
+                db.execute("DELETE FROM cache WHERE key = ?1", [key])?;
+            }
+            // Files without a row (a crash between write and insert) and temporary files.
+            if let Ok(read) = std::fs::read_dir(&dir) {
+                for entry in read.filter_map(Result::ok) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let known: bool = db
+                        .query_row("SELECT 1 FROM cache WHERE key = ?1", [&name], |_| Ok(true))
+                        .optional()?
+                        .unwrap_or(false);
+                    if !known {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+            Ok(old.len())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn links_round_trip_and_are_immutable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.put_link("abc".into(), "{\"x\":1}".into()).await.unwrap();
+        store.put_link("abc".into(), "{\"x\":2}".into()).await.unwrap();
+        assert_eq!(store.get_link("abc".into()).await.unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(store.get_link("nope".into()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1000).unwrap();
+        store.cache_put("a", vec![1; 200]).await.unwrap();
+        store.cache_put("b", vec![2; 200]).await.unwrap();
+        // Make "a" the oldest by use time.
+        store
+            .with_db(|db| Ok(db.execute("UPDATE cache SET used = 0 WHERE key = 'a'", [])?))
+            .await
+            .unwrap();
+        for key in ["c", "d", "e"] {
+            store.cache_put(key, vec![3; 200]).await.unwrap();
+        }
+        store.cache_put("f", vec![4; 200]).await.unwrap();
+        assert!(store.cache_size().await.unwrap() <= 1000);
+        assert_eq!(store.cache_get("a").await.unwrap(), None, "least recently used went first");
+        assert_eq!(store.cache_get("f").await.unwrap(), Some(vec![4; 200]));
+        // An entry larger than a quarter of the budget is not kept.
+        store.cache_put("big", vec![0; 600]).await.unwrap();
+        assert_eq!(store.cache_get("big").await.unwrap(), None);
+    }
+}
