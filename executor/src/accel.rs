@@ -87,6 +87,9 @@ pub struct AccelReport {
     pub reason: String,
 }
 
+/// QEMU's exit status when the probe guest reached init (see the guest's `sys::PROBE_EXIT`).
+const PROBE_EXIT_STATUS: i32 = (0x2a << 1) | 1;
+
 /// How long a guest may take to reach init on KVM before KVM is judged unusable. A working KVM
 /// host boots this kernel in about 0.1 s.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
@@ -104,6 +107,12 @@ pub async fn probe(config: &VmConfig, choice: AccelChoice, cache: Option<&Path>)
     }
     if let Err(err) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         return tcg(format!("/dev/kvm is not usable ({err}): using TCG"));
+    }
+    if !config.kernel.is_file() || !config.initramfs.is_file() {
+        // Nothing to probe with (and nothing to cache): a run will fail clearly anyway.
+        return tcg(
+            "the guest kernel or initramfs is missing, so KVM was not probed: using TCG".into()
+        );
     }
     let key = probe_key(config);
     if let Some(cached) = cache.and_then(|p| read_cached(p, &key)) {
@@ -151,7 +160,8 @@ async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {
-        Ok(Ok(status)) if status.code() == Some(1) => Ok(started.elapsed()),
+        // The probe init writes 0x2a to the debug-exit port: QEMU exits with (0x2a << 1) | 1.
+        Ok(Ok(status)) if status.code() == Some(PROBE_EXIT_STATUS) => Ok(started.elapsed()),
         Ok(Ok(status)) => Err(format!("QEMU exited with {status}")),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => {

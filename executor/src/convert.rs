@@ -16,14 +16,7 @@ const GUEST_RESERVED_MIB: u32 = 96;
 
 /// The bytes written to a job's I/O disk.
 pub fn request_bytes(job: &Job) -> Result<Vec<u8>, ExecError> {
-    let mut env: Vec<String> = Vec::with_capacity(job.env.len() + 2);
-    if !job.env.contains_key("PATH") {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
-    if !job.env.contains_key("HOME") {
-        env.push("HOME=/tmp".into());
-    }
-    env.extend(job.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let env = job.container_env();
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let l = &job.limits;

@@ -66,6 +66,22 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The environment the program sees, `KEY=value`: the usual PATH and HOME=/tmp unless the
+    /// job sets them, then the job's own variables.
+    pub fn container_env(&self) -> Vec<String> {
+        let mut env: Vec<String> = Vec::with_capacity(self.env.len() + 2);
+        if !self.env.contains_key("PATH") {
+            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        if !self.env.contains_key("HOME") {
+            env.push("HOME=/tmp".into());
+        }
+        env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        env
+    }
+}
+
 /// How the program ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

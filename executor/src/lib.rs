@@ -9,6 +9,8 @@
 //!    microvm machine with no network device, the image and the I/O disk as virtio-blk devices,
 //!    and a host-side deadline; the guest init runs the program and writes its answer back.
 //! 5. [`convert::output_from_guest`] turns the answer into a [`job::JobOutput`].
+//! 6. Or, opt-in and without a VM, [`sandbox::run`] runs the job with crun on the host in fresh
+//!    namespaces (weaker isolation, for hosts without KVM) and returns the same output.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ pub mod convert;
 pub mod image;
 pub mod job;
 pub mod pool;
+pub mod sandbox;
 pub mod vm;
 
 pub use job::{Job, JobLimits, JobOutput, Outcome};
@@ -52,4 +55,9 @@ pub enum ExecError {
     Encode(#[from] serde_json::Error),
     #[error("the guest's answer is unreadable")]
     Protocol(#[from] shared::guest::ProtocolError),
+    #[error(
+        "the namespace sandbox must run as root (it mounts the image and creates namespaces); \
+         run as root or use the microVM backend"
+    )]
+    SandboxNeedsRoot,
 }

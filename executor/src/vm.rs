@@ -47,10 +47,13 @@ impl VmConfig {
         extra_cmdline: &str,
         console: Option<&Path>,
     ) -> Command {
+        // panic=-1 reboot=t with -no-reboot: a guest that crashes ends the VM at once.
         let mut cmdline = String::from("quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on");
         if let Some(khz) = self.accel.tsc_khz() {
             // Under TCG the kernel cannot calibrate the TSC quickly and boot hangs without it.
-            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            // TCG has no TSC-deadline timer, so the local APIC timer is only usable after a
+            // 250 ms calibration against the PIT: tick from the PIT instead.
+            cmdline.push_str(&format!(" tsc_early_khz={khz} nolapic_timer"));
         }
         if console.is_some() {
             cmdline.push_str(" console=hvc0");
@@ -60,6 +63,8 @@ impl VmConfig {
             cmdline.push_str(extra_cmdline);
         }
         let mut cmd = Command::new(&self.qemu);
+        // The PIT and PIC stay on: without them the guest has no working timer interrupt under
+        // TCG (no preemption, sleeps never end).
         cmd.args(["-M", "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,isa-serial=off,rtc=on"]);
         cmd.args(self.accel.qemu_args());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);

@@ -68,7 +68,7 @@ fn main() {
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
         log(format_args!("panic: {message} at {location:?}"));
         let _ = disk::write_answer(&GuestResponse::Panic { message, location }, &[]);
-        sys::power_off();
+        sys::power_off(0);
     }));
 
     let (response, archive) = match run(started) {
@@ -84,7 +84,7 @@ fn main() {
     if let Err(err) = disk::write_answer(&response, &archive) {
         log(format_args!("cannot write the answer: {err}"));
     }
-    sys::power_off();
+    sys::power_off(0);
 }
 
 fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
@@ -92,7 +92,7 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
     let boot_ms = setup::uptime_ms();
     if std::fs::read_to_string("/proc/cmdline").unwrap_or_default().contains("pe.probe") {
         // The host only wants to know that the guest reaches init on this accelerator.
-        sys::power_off();
+        sys::power_off(sys::PROBE_EXIT);
     }
     let disks = disk::find_disks()?;
     let (request, inputs) = disk::read_request(&disks.io)?;

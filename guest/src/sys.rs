@@ -123,15 +123,19 @@ pub fn sync() {
     unsafe { libc::sync() };
 }
 
-/// Ends the VM: writes to QEMU's isa-debug-exit port (QEMU exits at once), falling back to the
-/// kernel's power-off if the port is not there.
-pub fn power_off() -> ! {
+/// The value written to the debug-exit port by a probe boot: QEMU then exits with
+/// `(PROBE_EXIT << 1) | 1` = 85, which no QEMU error exit looks like.
+pub const PROBE_EXIT: u8 = 0x2a;
+
+/// Ends the VM: writes `code` to QEMU's isa-debug-exit port (QEMU exits at once with
+/// `(code << 1) | 1`), falling back to the kernel's power-off if the port is not there.
+pub fn power_off(code: u8) -> ! {
     sync();
     // SAFETY: ioperm grants this process access to port 0xf4 only; the `out` instruction then
     // writes one byte to it. On a VM without the debug-exit device the write is ignored.
     unsafe {
         if libc::ioperm(0xf4, 4, 1) == 0 {
-            std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") 0u8, options(nomem, nostack));
+            std::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") code, options(nomem, nostack));
         }
         libc::reboot(libc::RB_POWER_OFF);
     }

@@ -39,7 +39,19 @@ pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     );
     let (_, report) = exec.probe(config.clone()).await;
     check("accelerator", true, format!("{} — {}", report.accel, report.reason));
-    println!("info isolation   microVM per job (no network device, read-only image, crun inside)");
+    match exec.backend {
+        crate::executor_config::BackendChoice::Microvm => {
+            println!(
+                "info backend     microvm: a fresh VM per job (no network device, read-only image, crun inside)"
+            );
+        }
+        crate::executor_config::BackendChoice::Sandbox => {
+            println!(
+                "WARN backend     sandbox: crun on the host in fresh namespaces; WEAKER ISOLATION than a \
+                 microVM (the host kernel is shared); opt-in via --backend sandbox"
+            );
+        }
+    }
     let images = exec.images();
     let list = images.list();
     check(

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::Args;
 use executor::accel::{self, AccelChoice, AccelReport};
 use executor::image::ImageStore;
+use executor::pool::{Backend, MicroVm};
+use executor::sandbox::{Sandbox, SandboxConfig};
 use executor::vm::VmConfig;
+use std::sync::Arc;
 
 /// The cache directory when `PE_CACHE_DIR` is not set: `~/.cache/program-explorer`.
 pub fn default_cache_dir() -> PathBuf {
@@ -15,8 +18,42 @@ pub fn default_cache_dir() -> PathBuf {
     home.join(".cache/program-explorer")
 }
 
+/// Which backend runs jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// A fresh microVM per job (the default; KVM or TCG).
+    #[default]
+    Microvm,
+    /// crun on the host in fresh namespaces: fast without KVM, but the host kernel is shared
+    /// (weaker isolation). Opt-in, for hosts whose users are trusted.
+    Sandbox,
+}
+
+/// The backend chosen, ready for a pool.
+pub struct ChosenBackend {
+    pub backend: Arc<dyn Backend>,
+    /// `kvm`, `tcg` or `sandbox`.
+    pub name: String,
+    /// Why: the accelerator probe's verdict, or the sandbox's warning.
+    pub reason: String,
+    /// Whether the backend's parts are present.
+    pub ready: bool,
+}
+
+impl std::fmt::Debug for ChosenBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChosenBackend")
+            .field("name", &self.name)
+            .field("ready", &self.ready)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ExecutorArgs {
+    /// What runs jobs: microvm (default) or sandbox (no VM: weaker isolation, opt-in).
+    #[arg(long, env = "PE_BACKEND", value_enum, default_value_t = BackendChoice::Microvm, global = true)]
+    pub backend: BackendChoice,
     /// Where the guest kernel, initramfs and images are built and kept
     /// [default: ~/.cache/program-explorer].
     #[arg(long, env = "PE_CACHE_DIR", global = true)]
@@ -80,5 +117,37 @@ impl ExecutorArgs {
         let report = accel::probe(&config, self.accel, Some(&cache)).await;
         config.accel = report.accel;
         (config, report)
+    }
+
+    /// Builds the configured backend: for a microVM, probes the accelerator first.
+    pub async fn choose_backend(&self) -> std::io::Result<ChosenBackend> {
+        let config = self.vm_config()?;
+        match self.backend {
+            BackendChoice::Sandbox => Ok(ChosenBackend {
+                backend: Arc::new(Sandbox {
+                    config: SandboxConfig {
+                        crun: "/usr/bin/crun".into(),
+                        work_dir: config.work_dir.clone(),
+                    },
+                }),
+                name: "sandbox".into(),
+                reason:
+                    "namespace sandbox chosen by configuration: weaker isolation than a microVM \
+                         (the host kernel is shared)"
+                        .into(),
+                ready: std::path::Path::new("/usr/bin/crun").is_file(),
+            }),
+            BackendChoice::Microvm => {
+                let ready =
+                    config.kernel.is_file() && config.initramfs.is_file() && config.qemu.is_file();
+                let (config, report) = self.probe(config).await;
+                Ok(ChosenBackend {
+                    backend: Arc::new(MicroVm { config }),
+                    name: report.accel.to_string(),
+                    reason: report.reason,
+                    ready,
+                })
+            }
+        }
     }
 }

@@ -1,12 +1,11 @@
 //! `pe image`: build, list, inspect, test and remove the catalog's container images.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use executor::build::{self, DebianSource};
-use executor::pool::{MicroVm, Pool};
+use executor::pool::Pool;
 use executor::{JobLimits, Outcome};
 use shared::cpio::EntryData;
 use shared::meta::{ContainerMeta, OptionKind};
@@ -203,10 +202,9 @@ async fn test(
     metas: &[&ContainerMeta],
 ) -> anyhow::Result<ExitCode> {
     let _ = catalog;
-    let config = exec.vm_config().context("cannot create the work directory")?;
-    let (config, accel) = exec.probe(config).await;
-    eprintln!("running examples in microVMs on {}", accel.accel);
-    let pool = Pool::new(Arc::new(MicroVm { config }), 1, 0, Duration::from_secs(2));
+    let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
+    eprintln!("running examples on {} ({})", chosen.name, chosen.reason);
+    let pool = Pool::new(chosen.backend.clone(), 1, 0, Duration::from_secs(2));
     let store = exec.images();
     let mut failures = 0;
     for meta in metas {

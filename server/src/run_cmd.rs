@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use executor::pool::{MicroVm, Pool};
+use executor::pool::Pool;
 use executor::{Job, JobLimits, Outcome};
 use shared::cpio::Entry;
 
@@ -99,9 +98,8 @@ pub async fn run(
         }
     };
 
-    let config = exec.vm_config().context("cannot create the work directory")?;
-    let (config, accel) = exec.probe(config).await;
-    let pool = Pool::new(Arc::new(MicroVm { config }), 1, 0, Duration::from_secs(2));
+    let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
+    let pool = Pool::new(chosen.backend.clone(), 1, 0, Duration::from_secs(2));
     let output = pool.try_submit(&job).await?;
 
     if let Some(dir) = &args.out {
@@ -126,7 +124,7 @@ pub async fn run(
             id = job.image.id,
             digest = &job.image.digest[..job.image.digest.len().min(19)],
             backend = result.backend.kind,
-            accel = accel.accel,
+            accel = result.backend.accel.as_deref().unwrap_or("the host"),
             start = result.backend.start.as_deref().unwrap_or("cold"),
             boot = t.boot,
             run = t.run,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use executor::JobLimits;
-use executor::pool::{self, MicroVm, Pool};
+use executor::pool::{self, Pool};
 
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
@@ -72,16 +72,11 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store =
         Store::open(&data_dir, args.cache_mib * 1024 * 1024).context("cannot open the database")?;
-    let config = exec.vm_config().context("cannot create the work directory")?;
-    let executor_ready =
-        config.kernel.is_file() && config.initramfs.is_file() && config.qemu.is_file();
-    tracing::info!(kernel = %config.kernel.display(), ready = executor_ready, "probing the accelerator");
-    let (config, accel) = exec.probe(config).await;
-    tracing::info!(accel = %accel.accel, reason = %accel.reason, "accelerator chosen");
+    let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
+    tracing::info!(backend = %chosen.name, reason = %chosen.reason, ready = chosen.ready, "backend chosen");
     let slots = args.slots.unwrap_or_else(pool::default_slots);
-    let typical = if matches!(accel.accel, executor::accel::Accel::Kvm) { 1 } else { 3 };
-    let pool =
-        Pool::new(Arc::new(MicroVm { config }), slots, args.queue, Duration::from_secs(typical));
+    let typical = if chosen.name == "tcg" { 3 } else { 1 };
+    let pool = Pool::new(chosen.backend.clone(), slots, args.queue, Duration::from_secs(typical));
     let limits = JobLimits {
         timeout: Duration::from_secs(
             args.timeout_secs.clamp(1, shared::limits::MAX_TIMEOUT_MS / 1000),
@@ -99,8 +94,8 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         limits,
         max_body: shared::limits::MAX_REQUEST_BYTES,
         static_dir: args.static_dir.clone(),
-        executor_ready,
-        backend_name: accel.accel.to_string(),
+        executor_ready: chosen.ready,
+        backend_name: chosen.name.clone(),
     });
     let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -113,7 +108,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         "pe: serving on http://{} ({} containers, {slots} slot(s) on {}, data in {})",
         args.listen,
         state.catalog.len(),
-        accel.accel,
+        chosen.name,
         data_dir.display()
     );
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -149,7 +149,7 @@ pub fn rate_limit(
     let decision = state.limiter.check(client_ip(extensions), Instant::now());
     if !decision.allowed {
         state.metrics.refused(true);
-        return Err(AppError::RateLimited { retry_after: decision.reset });
+        return Err(AppError::RateLimited { retry_after: decision.reset, limit: decision.limit });
     }
     Ok(Some(decision))
 }

@@ -1,0 +1,488 @@
+//! The HTTP API through `app(state).oneshot(...)`, with a fake backend standing in for the VMs
+//! (fast; the real VM path is covered by tests/serve.rs and tests/vm.rs).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use executor::image::{ImageFormat, ImageStore, Ref};
+use executor::job::{JobTimings, RanOn, Truncated, Usage};
+use executor::pool::{Backend, BoxFuture, Pool};
+use executor::{ExecError, Job, JobLimits, JobOutput, Outcome};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use server::catalog::Catalog;
+use server::http::{AppState, app};
+use server::metrics::Metrics;
+use server::ratelimit::RateLimiter;
+use server::store::Store;
+use shared::api::v1::{RunRequest, RunResult, inputs_digest};
+use shared::cpio::{self, Entry, Limits};
+use shared::framing;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Answers with the argv and the files it got; can be held at a gate to fill the pool.
+struct Fake {
+    calls: AtomicUsize,
+    gate: Option<Arc<Semaphore>>,
+}
+
+impl Backend for Fake {
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(gate) = &self.gate {
+                let _permit = gate.acquire().await;
+            }
+            let mut stdout = format!("argv={:?}\n", job.argv);
+            for file in &job.files {
+                stdout.push_str(&format!(
+                    "{}={}\n",
+                    file.path,
+                    String::from_utf8_lossy(file.content())
+                ));
+            }
+            Ok(JobOutput {
+                outcome: Outcome::Exited(0),
+                stdout: stdout.into_bytes(),
+                stderr: String::from_utf8_lossy(&job.stdin).into_owned().into_bytes(),
+                files: vec![Entry::file("out.txt", "made by the fake")],
+                truncated: Truncated::default(),
+                timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
+                usage: Usage::default(),
+                ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                notes: Vec::new(),
+            })
+        })
+    }
+}
+
+struct Harness {
+    state: Arc<AppState>,
+    fake: Arc<Fake>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semaphore>>) -> Harness {
+    let images_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let images = ImageStore::new(images_dir.path());
+    // Only busybox is "built".
+    std::fs::create_dir_all(images_dir.path().join("sha256")).unwrap();
+    std::fs::write(images_dir.path().join("sha256/abc"), b"hsqs").unwrap();
+    images
+        .write_ref(&Ref {
+            id: "busybox".into(),
+            digest: "sha256:abc".into(),
+            format: ImageFormat::Squashfs,
+            size: 4,
+            built_at: None,
+            recipe: None,
+            build_secs: None,
+        })
+        .unwrap();
+    let fake = Arc::new(Fake { calls: AtomicUsize::new(0), gate });
+    let state = Arc::new(AppState {
+        catalog: Catalog::embedded().unwrap(),
+        images,
+        pool: Pool::new(fake.clone(), slots, queue, Duration::from_secs(2)),
+        store: Store::open(data_dir.path(), 1 << 20).unwrap(),
+        metrics: Metrics::default(),
+        limiter: RateLimiter::new(if rate_burst == 0 { 0 } else { 6 }, rate_burst),
+        limits: JobLimits::default(),
+        max_body: shared::limits::MAX_REQUEST_BYTES,
+        static_dir: None,
+        executor_ready: true,
+        backend_name: "fake".into(),
+    });
+    Harness { state, fake, _dirs: (images_dir, data_dir) }
+}
+
+async fn send(h: &Harness, req: Request<Body>) -> Response<Body> {
+    app(h.state.clone()).oneshot(req).await.unwrap()
+}
+
+async fn body_json(response: Response<Body>) -> Value {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)))
+}
+
+fn json_run(body: Value) -> Request<Body> {
+    Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn hello() -> Value {
+    json!({"container": "busybox", "stdin": "in",
+           "files": [{"path": "main.sh", "content": "echo hi"}]})
+}
+
+async fn assert_error(response: Response<Body>, status: StatusCode, code: &str, needle: &str) {
+    assert_eq!(response.status(), status);
+    let body = body_json(response).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+}
+
+#[tokio::test]
+async fn the_catalog_lists_every_container_with_its_image_state() {
+    let h = harness(1, 4, 0, None);
+    let response = send(&h, Request::get("/api/v1/containers").body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let list = body_json(response).await;
+    let ids: Vec<&str> =
+        list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"gcc") && ids.contains(&"graphviz") && ids.len() >= 13, "{ids:?}");
+    let busybox = list.as_array().unwrap().iter().find(|c| c["id"] == "busybox").unwrap();
+    assert_eq!(busybox["image"]["built"], true);
+    assert_eq!(busybox["image"]["digest"], "sha256:abc");
+    let one = send(&h, Request::get("/api/v1/containers/gcc").body(Body::empty()).unwrap()).await;
+    let gcc = body_json(one).await;
+    assert_eq!(gcc["image"]["built"], false);
+    assert!(gcc["options"].as_array().unwrap().iter().any(|o| o["id"] == "optimization"));
+    let missing =
+        send(&h, Request::get("/api/v1/containers/nope").body(Body::empty()).unwrap()).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found", "nope").await;
+}
+
+#[tokio::test]
+async fn a_json_run_is_answered_and_then_served_from_the_cache() {
+    let h = harness(1, 4, 0, None);
+    let first = body_json(send(&h, json_run(hello())).await).await;
+    assert_eq!(first["status"], "exited");
+    assert_eq!(first["cached"], false);
+    assert_eq!(first["argv"], json!(["sh", "main.sh"]));
+    assert_eq!(first["stdout"], "argv=[\"sh\", \"main.sh\"]\nmain.sh=echo hi\n");
+    assert_eq!(first["stderr"], "in");
+    assert_eq!(first["files"][0]["path"], "out.txt");
+    assert_eq!(first["image"]["digest"], "sha256:abc");
+
+    let second = body_json(send(&h, json_run(hello())).await).await;
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["stdout"], first["stdout"]);
+    assert_eq!(second["files"], first["files"]);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1, "the second run never reached the backend");
+
+    // Different input, or cache=bypass, runs again.
+    let mut other = hello();
+    other["stdin"] = json!("other");
+    body_json(send(&h, json_run(other)).await).await;
+    let bypass = Request::post("/api/v1/run?cache=bypass")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(hello().to_string()))
+        .unwrap();
+    assert_eq!(body_json(send(&h, bypass).await).await["cached"], false);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 3);
+}
+
+fn archive_request(request: &RunRequest, files: &[Entry]) -> Vec<u8> {
+    framing::encode(request, &cpio::encode(files, &Limits::INPUT).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_archive_form_round_trips_and_a_hit_needs_only_the_header() {
+    let h = harness(1, 4, 0, None);
+    let files = vec![Entry::file("main.sh", "echo archive")];
+    let mut request = RunRequest { container: "busybox".into(), ..RunRequest::default() };
+    request.options.insert("flags".into(), json!(["-e"]));
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(archive_request(&request, &files)))
+        .unwrap();
+    let response = send(&h, req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/x-pe-archive");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (result, archive): (RunResult, _) = framing::decode(&bytes, 1 << 20).unwrap();
+    assert_eq!(result.argv, ["sh", "-e", "main.sh"]);
+    let entries = cpio::decode(archive, &Limits::MAX).unwrap();
+    let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["stdout", "stderr", "output", "output/out.txt"]);
+
+    // Now only the header, with the inputs' digest; the body never ends.
+    request.inputs_digest = Some(inputs_digest(&files, b""));
+    let header_only = framing::encode(&request, &[]).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    tx.send(Ok(header_only.into())).await.unwrap();
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), send(&h, req))
+        .await
+        .expect("answered before the body ended");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (result, _): (RunResult, _) = framing::decode(&bytes, 1 << 20).unwrap();
+    assert!(result.cached);
+    drop(tx);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1);
+
+    // A digest that does not match the archive is refused.
+    request.inputs_digest = Some("0".repeat(64));
+    let req = Request::post("/api/v1/run?cache=bypass")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(archive_request(&request, &files)))
+        .unwrap();
+    assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "inputs_digest")
+        .await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_status_and_one_error_shape() {
+    let h = harness(1, 4, 0, None);
+    let bad_option = json!({"container": "busybox", "options": {"flags": ["-q"]}});
+    assert_error(
+        send(&h, json_run(bad_option)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_option",
+        "\"flags\"",
+    )
+    .await;
+    let unknown = json!({"container": "busybox", "options": {"nope": 1}});
+    assert_error(
+        send(&h, json_run(unknown)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_option",
+        "nope",
+    )
+    .await;
+    assert_error(
+        send(&h, json_run(json!({"container": "nope"}))).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "nope",
+    )
+    .await;
+    // gcc is in the catalog but not built here.
+    assert_error(
+        send(&h, json_run(json!({"container": "gcc"}))).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "gcc",
+    )
+    .await;
+    let malformed = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{"))
+        .unwrap();
+    assert_error(send(&h, malformed).await, StatusCode::BAD_REQUEST, "bad_request", "invalid JSON")
+        .await;
+    let wrong_type = json!({"container": "busybox", "args": "not a list"});
+    assert_error(
+        send(&h, json_run(wrong_type)).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "invalid JSON",
+    )
+    .await;
+    let hostile = json!({"container": "busybox", "files": [{"path": "../x", "content": ""}]});
+    assert_error(send(&h, json_run(hostile)).await, StatusCode::BAD_REQUEST, "bad_request", "'..'")
+        .await;
+    let both = json!({"container": "busybox", "files": [{"path": "a", "content": "", "content_base64": ""}]});
+    assert_error(
+        send(&h, json_run(both)).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "exactly one",
+    )
+    .await;
+
+    // Archive form: a length prefix that promises more than the body holds, a hostile archive.
+    let short = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(vec![200, 0, 0, 0, b'{']))
+        .unwrap();
+    assert_error(send(&h, short).await, StatusCode::BAD_REQUEST, "bad_request", "header length")
+        .await;
+    let huge_header = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(vec![255, 255, 255, 255]))
+        .unwrap();
+    assert_error(
+        send(&h, huge_header).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "header length",
+    )
+    .await;
+    let request = RunRequest { container: "busybox".into(), ..RunRequest::default() };
+    let mut evil = Vec::new();
+    let name = "../evil";
+    evil.extend_from_slice(
+        format!(
+            "070701{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}{:08X}",
+            1,
+            0o100644,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        )
+        .as_bytes(),
+    );
+    evil.extend_from_slice(name.as_bytes());
+    evil.push(0);
+    while evil.len() % 4 != 0 {
+        evil.push(0);
+    }
+    evil.extend(cpio::encode(&[], &Limits::MAX).unwrap());
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(framing::encode(&request, &evil).unwrap()))
+        .unwrap();
+    assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "'..'").await;
+    // Too large, by Content-Length and by the bytes themselves.
+    let big = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "999999999")
+        .body(Body::empty())
+        .unwrap();
+    assert_error(send(&h, big).await, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "larger than")
+        .await;
+    let big = json_run(
+        json!({"container": "busybox", "stdin": "x".repeat(shared::limits::MAX_REQUEST_BYTES)}),
+    );
+    assert_error(send(&h, big).await, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "larger than")
+        .await;
+    let text = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("x"))
+        .unwrap();
+    assert_error(send(&h, text).await, StatusCode::BAD_REQUEST, "bad_request", "Content-Type")
+        .await;
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0, "no bad request reached the backend");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let gate = Arc::new(Semaphore::new(0));
+    let h = harness(1, 0, 0, Some(gate.clone()));
+    let held = tokio::spawn({
+        let state = h.state.clone();
+        async move { app(state).oneshot(json_run(hello())).await.unwrap() }
+    });
+    while h.fake.calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut other = hello();
+    other["stdin"] = json!("second");
+    let refused = send(&h, json_run(other)).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry: u64 = refused.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "busy", "retry in").await;
+    gate.add_permits(1);
+    assert_eq!(held.await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_the_headers() {
+    let h = harness(1, 4, 2, None);
+    for _ in 0..2 {
+        let ok = send(&h, json_run(hello())).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(ok.headers().contains_key("ratelimit-remaining"));
+    }
+    let refused = send(&h, json_run(hello())).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    assert!(refused.headers().contains_key("ratelimit-limit"));
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many").await;
+}
+
+#[tokio::test]
+async fn links_are_content_addressed_and_restore_the_state() {
+    let h = harness(1, 4, 0, None);
+    let state = json!({"container": "gcc", "options": {"optimization": "-O2"}, "args": [],
+                       "env": {}, "files": [{"path": "main.c", "content": "int main(){}"}], "stdin": "x"});
+    let post = |body: Value| {
+        Request::post("/api/v1/links")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let first = send(&h, post(state.clone())).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first = body_json(first).await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["url"], format!("/l/{id}"));
+    let again = body_json(send(&h, post(state.clone())).await).await;
+    assert_eq!(again["id"], id, "the same state gets the same link");
+    let mut changed = state.clone();
+    changed["stdin"] = json!("y");
+    assert_ne!(body_json(send(&h, post(changed)).await).await["id"], id);
+
+    let fetched = body_json(
+        send(&h, Request::get(format!("/api/v1/links/{id}")).body(Body::empty()).unwrap()).await,
+    )
+    .await;
+    assert_eq!(fetched, state);
+    let missing =
+        send(&h, Request::get("/api/v1/links/AAAAAAAAAAAAAAAA").body(Body::empty()).unwrap()).await;
+    assert_error(missing, StatusCode::NOT_FOUND, "not_found", "no link").await;
+    let unknown = send(&h, post(json!({"container": "nope"}))).await;
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found", "nope").await;
+    let big = send(&h, post(json!({"container": "gcc", "stdin": "x".repeat(2 << 20)}))).await;
+    assert_error(big, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "limited").await;
+    // The app route for a link serves the page.
+    let page = send(&h, Request::get(format!("/l/{id}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn operations_endpoints_answer() {
+    let h = harness(1, 4, 0, None);
+    let health = send(&h, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready =
+        body_json(send(&h, Request::get("/readyz").body(Body::empty()).unwrap()).await).await;
+    assert_eq!(ready["ready"], true);
+    body_json(send(&h, json_run(hello())).await).await;
+    body_json(send(&h, json_run(hello())).await).await;
+    let metrics = send(&h, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec())
+        .unwrap();
+    for needle in [
+        "pe_http_requests_total{route=\"/api/v1/run\",status=\"200\"} 2",
+        "pe_cache_hits_total 1",
+        "pe_run_duration_seconds_count{container=\"busybox\"} 1",
+        "pe_queue_depth 0",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    let openapi = body_json(
+        send(&h, Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap()).await,
+    )
+    .await;
+    assert_eq!(openapi["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+    assert!(openapi["paths"]["/api/v1/run"].is_object());
+    // Security headers on every answer; frames refused outside /embed.
+    let page = send(&h, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(page.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY");
+    assert!(
+        page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let _ = BTreeMap::<(), ()>::new();
+}
