@@ -1,0 +1,185 @@
+//! `pe serve` end to end with real microVMs: a JSON run, the cache, a burst of 50 concurrent
+//! runs against one slot, and a clean shutdown. Needs scripts/setup.sh (the busybox image).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra_env: &[(&str, &str)]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pe"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PE_DATA_DIR", data.path())
+        .env("PE_WORK_DIR", work.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let server = Server { child: cmd.spawn().unwrap(), port, _data: data, work };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok((200, _, _)) = http(port, "GET", "/readyz", "", "") {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("pe serve did not become ready (is the busybox image built? run scripts/setup.sh)");
+}
+
+/// A minimal HTTP/1.1 client: (status, headers lower-cased, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, head.to_ascii_lowercase(), body.to_owned()))
+}
+
+fn run_json(port: u16, body: &str) -> (u16, String, serde_json::Value) {
+    let (status, headers, body) =
+        http(port, "POST", "/api/v1/run", "application/json", body).unwrap();
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_real_run_then_a_cache_hit() {
+    let server = start(&[]);
+    let body =
+        r#"{"container":"busybox","files":[{"path":"main.sh","content":"echo real $((6*7))"}]}"#;
+    let (status, _, first) = run_json(server.port, body);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "exited");
+    assert_eq!(first["stdout"], "real 42\n");
+    assert_eq!(first["backend"]["kind"], "microvm");
+    assert_eq!(first["cached"], false);
+    let (_, _, second) = run_json(server.port, body);
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["stdout"], "real 42\n");
+}
+
+#[test]
+fn a_burst_of_50_gets_only_200_429_or_503_and_memory_stays_bounded() {
+    let server = start(&[("PE_SLOTS", "1"), ("PE_QUEUE", "4"), ("PE_RATE_BURST", "30")]);
+    let before = rss_kib(server.child.id());
+    let port = server.port;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = format!(
+                    r#"{{"container":"busybox","stdin":"{i}","files":[{{"path":"main.sh","content":"cat"}}]}}"#
+                );
+                let t = Instant::now();
+                let (status, headers, json) = run_json(port, &body);
+                (i, status, headers, json, t.elapsed())
+            })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut slowest = Duration::ZERO;
+    for handle in handles {
+        let (i, status, headers, json, took) = handle.join().unwrap();
+        slowest = slowest.max(took);
+        *counts.entry(status).or_insert(0) += 1;
+        match status {
+            200 => {
+                assert_eq!(json["stdout"], i.to_string(), "request {i} got someone else's answer")
+            }
+            429 => {
+                assert!(headers.contains("retry-after:"), "{headers}");
+                assert!(
+                    headers.contains("ratelimit-limit:")
+                        && headers.contains("ratelimit-remaining: 0")
+                );
+                assert_eq!(json["error"]["code"], "rate_limited");
+            }
+            503 => {
+                assert!(headers.contains("retry-after:"), "{headers}");
+                assert_eq!(json["error"]["code"], "busy");
+            }
+            other => panic!("request {i}: unexpected status {other}: {json}"),
+        }
+    }
+    let after = rss_kib(server.child.id());
+    eprintln!(
+        "burst of 50 on 1 slot, queue 4, rate burst 30: {counts:?} in {:?}, slowest {slowest:?}, \
+         server peak RSS {before} KiB before, {after} KiB after",
+        started.elapsed()
+    );
+    assert!(counts.get(&200).copied().unwrap_or(0) >= 1, "{counts:?}");
+    assert!(counts.get(&429).copied().unwrap_or(0) >= 15, "{counts:?}");
+    assert!(counts.get(&503).copied().unwrap_or(0) >= 1, "{counts:?}");
+    assert!(after < 200 * 1024, "server peak RSS {after} KiB");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_and_leaves_no_vm() {
+    let mut server = start(&[]);
+    let port = server.port;
+    // A job in flight when the signal comes.
+    let job = std::thread::spawn(move || {
+        run_json(
+            port,
+            r#"{"container":"busybox","files":[{"path":"main.sh","content":"sleep 1; echo done"}]}"#,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pe serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let (code, _, json) = job.join().unwrap();
+    assert_eq!(code, 200, "the running job was finished: {json}");
+    assert_eq!(json["stdout"], "done\n");
+    let left: Vec<_> = std::fs::read_dir(server.work.path()).unwrap().collect();
+    assert!(left.is_empty(), "job directories left: {left:?}");
+}
