@@ -308,3 +308,23 @@ fn a_bad_option_on_the_command_line_is_refused_before_any_vm_starts() {
     assert!(stderr.contains("option \"optimization\": \"-O9\" is not one of -O0"), "{stderr}");
     assert!(fs::read_dir(work.path()).unwrap().next().is_none(), "no VM was started");
 }
+
+#[test]
+fn graphviz_returns_an_svg_output_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The container's own command line and default files (graph.dot), rendered from its options.
+    let run = pe_run(&["graphviz", "--out", "out"], tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let svg = fs::read_to_string(tmp.path().join("out/graph.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("browser"), "{svg}");
+}
+
+#[test]
+fn python_errors_show_on_stderr_with_a_non_zero_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = pe_run(&["python", "--example", "An exception", "--json"], tmp.path());
+    let json = run.json();
+    assert_eq!(json["exit_code"], 1, "{json}");
+    assert!(json["stderr"].as_str().unwrap().contains("ValueError: something went wrong"));
+    assert_eq!(json["argv"], serde_json::json!(["python3", "main.py"]));
+}
