@@ -63,6 +63,20 @@ pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
         println!("     {:<12} {} {:>8} KiB", image.id, image.digest, image.size / 1024);
     }
     println!("info work dir    {}", config.work_dir.display());
+    let data_dir = std::env::var_os("PE_DATA_DIR")
+        .map_or_else(crate::serve::default_data_dir, std::path::PathBuf::from);
+    if data_dir.join("pe.sqlite3").is_file() {
+        let cache_bytes: u64 = std::fs::read_dir(data_dir.join("cache"))
+            .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0);
+        println!(
+            "info data dir    {} (database present, result cache {} KiB)",
+            data_dir.display(),
+            cache_bytes / 1024
+        );
+    } else {
+        println!("info data dir    {} (not created yet: pe serve creates it)", data_dir.display());
+    }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
