@@ -41,8 +41,8 @@ pub enum BuildError {
     },
     #[error("unknown built-in recipe {0:?}")]
     UnknownBuiltin(String),
-    #[error("importing OCI archives is not supported yet")]
-    OciUnsupported,
+    #[error("cannot import the image archive")]
+    Oci(#[from] crate::oci_import::OciError),
 }
 
 /// What to build.
@@ -126,7 +126,13 @@ pub fn build(
             busybox_rootfs(&rootfs)?;
         }
         Recipe::Builtin { name } => return Err(BuildError::UnknownBuiltin(name.clone())),
-        Recipe::OciArchive { .. } => return Err(BuildError::OciUnsupported),
+        Recipe::OciArchive { path } => {
+            progress(&format!("importing the image archive {}", path.display()));
+            let options = crate::oci_import::ImportOptions::default();
+            let config = crate::oci_import::import(path, &rootfs, &options, progress)?;
+            // Not stored yet: a future image metadata field will keep it.
+            progress(&format!("  image config: {config}"));
+        }
     }
     add_job_user(&rootfs)?;
 

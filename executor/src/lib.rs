@@ -8,6 +8,7 @@
 //! 4. [`vm::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
 //!    microvm machine with no network device, the image and the I/O disk as virtio-blk devices,
 //!    and a host-side deadline; the guest init runs the program and writes its answer back.
+//!    [`warm::WarmPool`] keeps VMs booted ahead of demand so a job only says "go".
 //! 5. [`convert::output_from_guest`] turns the answer into a [`job::JobOutput`].
 //! 6. Or, opt-in and without a VM, [`sandbox::run`] runs the job with crun on the host in fresh
 //!    namespaces (weaker isolation, for hosts without KVM) and returns the same output.
@@ -21,9 +22,11 @@ pub mod build;
 pub mod convert;
 pub mod image;
 pub mod job;
+pub mod oci_import;
 pub mod pool;
 pub mod sandbox;
 pub mod vm;
+pub mod warm;
 
 pub use job::{Job, JobLimits, JobOutput, Outcome};
 

@@ -143,7 +143,21 @@ pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecErr
     let qemu_stderr =
         String::from_utf8_lossy(&stderr_task.await.unwrap_or_default()).trim().to_owned();
 
-    match read_answer(&io_path) {
+    output_from_io_file(&io_path, status, &qemu_stderr, vm_ms, job, config, ran_on)
+}
+
+/// Reads the guest's answer from a finished VM's I/O disk; a VM that stopped without a valid
+/// answer is a `FailedToStart` (or a `Timeout` when the host had to kill it).
+pub fn output_from_io_file(
+    io_path: &Path,
+    status: Option<std::process::ExitStatus>,
+    qemu_stderr: &str,
+    vm_ms: u64,
+    job: &Job,
+    config: &VmConfig,
+    ran_on: RanOn,
+) -> Result<JobOutput, ExecError> {
+    match read_answer(io_path) {
         Ok((response, archive)) => convert::output_from_guest(response, &archive, vm_ms, ran_on),
         Err(err) => {
             let (outcome, notes) = match status {

@@ -5,6 +5,8 @@
 //! 2. Mount /proc, /sys, /dev, cgroup2 and a /run tmpfs ([`setup`]).
 //! 3. Find the I/O disk and the image disk by their virtio serials, read the `GuestRequest` and
 //!    the input archive from the I/O disk ([`disk`]).
+//!    A pre-booted ("warm") VM mounts its image first and waits on its control port
+//!    ([`control`]) until the host has written the request and says "go".
 //! 4. Mount the image read-only under an overlay whose upper layer is a size-capped tmpfs; that
 //!    tmpfs also holds /input (the unpacked inputs, owned by the job user), /output and /tmp.
 //! 5. Write an OCI bundle and start the program with `crun run --detach` as an unprivileged
@@ -14,6 +16,7 @@
 
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
+mod control;
 mod disk;
 mod job;
 mod setup;
@@ -21,7 +24,7 @@ mod sys;
 
 use std::time::Instant;
 
-use shared::guest::{GuestResponse, PROTOCOL_VERSION};
+use shared::guest::{GuestResponse, ImageFormat, PROTOCOL_VERSION};
 
 /// The user the program runs as, and owns its inputs.
 pub const JOB_UID: u32 = 1000;
@@ -95,6 +98,27 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
         sys::power_off(sys::PROBE_EXIT);
     }
     let disks = disk::find_disks()?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    // A warm VM mounts its image, then waits for the host's "go" (the request is written to the
+    // I/O disk only then); a cold VM reads its request at once.
+    let warm_format = cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("pe.warm="));
+    let (mut started, mut boot_ms) = (started, boot_ms);
+    let mounted = match warm_format {
+        Some(format) => {
+            let format = match format {
+                "erofs" => ImageFormat::Erofs,
+                _ => ImageFormat::Squashfs,
+            };
+            setup::mount_image(&disks.image, format)?;
+            let seed = control::wait_for_go()?;
+            setup::seed_rng(&seed);
+            // The job starts now: the time before it was spent waiting, not working.
+            started = Instant::now();
+            boot_ms = 0;
+            Some(format)
+        }
+        None => None,
+    };
     let (request, inputs) = disk::read_request(&disks.io)?;
     if request.version != PROTOCOL_VERSION {
         return Err(SetupError::new(
@@ -103,7 +127,17 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
         ));
     }
     setup::seed_rng(&request.seed);
-    let stdin = setup::prepare_root(&disks.image, &request, &inputs)?;
+    match mounted {
+        Some(format) if format != request.image_format => {
+            return Err(SetupError::new(
+                "read request",
+                "the image format differs from the one mounted",
+            ));
+        }
+        Some(_) => {}
+        None => setup::mount_image(&disks.image, request.image_format)?,
+    }
+    let stdin = setup::prepare_root(&request, &inputs)?;
     let setup_ms = started.elapsed().as_millis() as u64;
     job::run(&request, stdin, boot_ms, setup_ms)
 }

@@ -58,25 +58,27 @@ pub fn seed_rng(seed_hex: &str) {
     }
 }
 
-/// Mounts the image under an overlay, prepares /input, /output and /tmp on the scratch tmpfs,
-/// and unpacks the inputs. Returns the file to use as the program's stdin.
-pub fn prepare_root(
-    image: &Path,
-    request: &GuestRequest,
-    archive: &[u8],
-) -> Result<PathBuf, SetupError> {
+/// Mounts the image read-only (before the request is known, on a warm VM).
+pub fn mount_image(image: &Path, format: ImageFormat) -> Result<(), SetupError> {
     const STAGE: &str = "mount the container image";
-    let (image_dev, scratch, root) =
-        (image.to_str().unwrap_or_default(), paths::SCRATCH, paths::ROOT);
-    for dir in [paths::IMAGE, scratch, root, paths::BUNDLE] {
-        fs::create_dir_all(dir).stage(STAGE)?;
-    }
-    let fstype = match request.image_format {
+    fs::create_dir_all(paths::IMAGE).stage(STAGE)?;
+    let fstype = match format {
         ImageFormat::Squashfs => "squashfs",
         ImageFormat::Erofs => "erofs",
     };
     let ro = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
-    sys::mount(image_dev, paths::IMAGE, fstype, ro, None).stage(STAGE)?;
+    sys::mount(image.to_str().unwrap_or_default(), paths::IMAGE, fstype, ro, None).stage(STAGE)
+}
+
+/// Puts the size-capped scratch tmpfs (overlay upper dir, /input, /output, /tmp) and the
+/// overlay over the mounted image, and unpacks the inputs. Returns the file to use as the
+/// program's stdin.
+pub fn prepare_root(request: &GuestRequest, archive: &[u8]) -> Result<PathBuf, SetupError> {
+    const STAGE: &str = "prepare the container's filesystem";
+    let (scratch, root) = (paths::SCRATCH, paths::ROOT);
+    for dir in [scratch, root, paths::BUNDLE] {
+        fs::create_dir_all(dir).stage(STAGE)?;
+    }
     let size = format!("size={}m,mode=0755", request.limits.scratch_mib);
     sys::mount("scratch", scratch, "tmpfs", libc::MS_NODEV | libc::MS_NOSUID, Some(&size))
         .stage(STAGE)?;

@@ -67,7 +67,9 @@ pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
         .map_or_else(crate::serve::default_data_dir, std::path::PathBuf::from);
     if data_dir.join("pe.sqlite3").is_file() {
         let cache_bytes: u64 = std::fs::read_dir(data_dir.join("cache"))
-            .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+            })
             .unwrap_or(0);
         println!(
             "info data dir    {} (database present, result cache {} KiB)",

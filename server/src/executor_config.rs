@@ -38,6 +38,8 @@ pub struct ChosenBackend {
     pub reason: String,
     /// Whether the backend's parts are present.
     pub ready: bool,
+    /// The VM configuration, for the microVM backend.
+    pub vm: Option<VmConfig>,
 }
 
 impl std::fmt::Debug for ChosenBackend {
@@ -136,16 +138,18 @@ impl ExecutorArgs {
                          (the host kernel is shared)"
                         .into(),
                 ready: std::path::Path::new("/usr/bin/crun").is_file(),
+                vm: None,
             }),
             BackendChoice::Microvm => {
                 let ready =
                     config.kernel.is_file() && config.initramfs.is_file() && config.qemu.is_file();
                 let (config, report) = self.probe(config).await;
                 Ok(ChosenBackend {
-                    backend: Arc::new(MicroVm { config }),
+                    backend: Arc::new(MicroVm { config: config.clone() }),
                     name: report.accel.to_string(),
                     reason: report.reason,
                     ready,
+                    vm: Some(config),
                 })
             }
         }

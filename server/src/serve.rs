@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use executor::JobLimits;
+use executor::image::{ImageInfo, ImageStore};
 use executor::pool::{self, Pool};
+use executor::warm::{WarmMicroVm, WarmPool};
 
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
@@ -50,6 +52,10 @@ pub struct ServeArgs {
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
+    /// Pre-booted VMs to keep ready, `ID=N` per container, comma-separated; `none` for cold
+    /// boots only. Jobs of other containers boot a VM of their own.
+    #[arg(long, env = "PE_WARM", default_value = "busybox=1,python=1,gcc=1")]
+    pub warm: String,
     /// The built frontend (trunk's dist/) to serve.
     #[arg(long, env = "PE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -76,7 +82,25 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     tracing::info!(backend = %chosen.name, reason = %chosen.reason, ready = chosen.ready, "backend chosen");
     let slots = args.slots.unwrap_or_else(pool::default_slots);
     let typical = if chosen.name == "tcg" { 3 } else { 1 };
-    let pool = Pool::new(chosen.backend.clone(), slots, args.queue, Duration::from_secs(typical));
+    let limits = JobLimits {
+        timeout: Duration::from_secs(
+            args.timeout_secs.clamp(1, shared::limits::MAX_TIMEOUT_MS / 1000),
+        ),
+        memory_mib: args.memory_mib,
+        ..JobLimits::default()
+    };
+    let mut backend = chosen.backend.clone();
+    let mut warm_pool = None;
+    if let Some(vm) = chosen.vm.clone() {
+        let images = warm_images(&args.warm, &catalog, &exec.images())?;
+        if !images.is_empty() {
+            let warm = WarmPool::new(vm, limits, images);
+            warm.fill();
+            backend = Arc::new(WarmMicroVm { warm: warm.clone() });
+            warm_pool = Some(warm);
+        }
+    }
+    let pool = Pool::new(backend, slots, args.queue, Duration::from_secs(typical));
     let limits = JobLimits {
         timeout: Duration::from_secs(
             args.timeout_secs.clamp(1, shared::limits::MAX_TIMEOUT_MS / 1000),
@@ -96,6 +120,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         static_dir: args.static_dir.clone(),
         executor_ready: chosen.ready,
         backend_name: chosen.name.clone(),
+        warm: warm_pool,
     });
     let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -119,6 +144,33 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     state.pool.close();
     eprintln!("pe: stopped");
     Ok(())
+}
+
+/// Parses `ID=N,ID=N` (or `none`) into the images to keep warm. Containers whose image is not
+/// built are skipped with a warning.
+fn warm_images(
+    spec: &str,
+    catalog: &Catalog,
+    store: &ImageStore,
+) -> anyhow::Result<Vec<(ImageInfo, usize)>> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "none" {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in spec.split(',') {
+        let (id, n) = item.split_once('=').unwrap_or((item, "1"));
+        let n: usize =
+            n.trim().parse().with_context(|| format!("--warm {item:?}: N is not a number"))?;
+        if catalog.get(id.trim()).is_none() {
+            anyhow::bail!("--warm {item:?}: no container {id:?} in the catalog");
+        }
+        match store.resolve(id.trim()) {
+            Ok(image) => out.push((image, n)),
+            Err(err) => tracing::warn!(container = id, error = %err, "not kept warm"),
+        }
+    }
+    Ok(out)
 }
 
 async fn shutdown_signal() {

@@ -98,6 +98,7 @@ fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semapho
         static_dir: None,
         executor_ready: true,
         backend_name: "fake".into(),
+        warm: None,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }

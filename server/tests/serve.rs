@@ -15,6 +15,15 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM first: a clean shutdown also stops the warm VMs.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -29,6 +38,7 @@ fn start(extra_env: &[(&str, &str)]) -> Server {
         .env("PE_DATA_DIR", data.path())
         .env("PE_WORK_DIR", work.path())
         .env("RUST_LOG", "warn")
+        .env("PE_WARM", "none")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     for (k, v) in extra_env {
@@ -182,4 +192,88 @@ fn sigterm_stops_the_server_cleanly_and_leaves_no_vm() {
     assert_eq!(json["stdout"], "done\n");
     let left: Vec<_> = std::fs::read_dir(server.work.path()).unwrap().collect();
     assert!(left.is_empty(), "job directories left: {left:?}");
+}
+
+/// QEMU processes whose command line mentions `dir`.
+fn qemu_pids_in(dir: &std::path::Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("qemu-system") && cmdline.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}
+
+fn wait_for_warm(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let (_, _, body) = http(port, "GET", "/readyz", "", "").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if json["warm_ready"].as_u64().unwrap_or(0) >= 1 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no warm VM became ready");
+}
+
+#[test]
+fn warm_vms_run_one_job_each_and_share_nothing() {
+    let server = start(&[("PE_WARM", "busybox=1")]);
+    let body = |i: u32| {
+        format!(
+            r#"{{"container":"busybox","stdin":"{i}","files":[{{"path":"main.sh","content":"cat /tmp/left-behind 2>/dev/null || echo clean; echo secret > /tmp/left-behind; echo secret > /output/x"}}]}}"#
+        )
+    };
+    for i in 0..3 {
+        wait_for_warm(server.port);
+        let (status, _, json) = run_json(server.port, &body(i));
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["backend"]["start"], "warm", "{json}");
+        assert_eq!(json["stdout"], "clean\n", "job {i} saw what an earlier job left");
+        let boot = json["timings_ms"]["boot"].as_u64().unwrap();
+        let run = json["timings_ms"]["run"].as_u64().unwrap();
+        eprintln!("warm job {i}: boot {boot} ms, run {run} ms");
+    }
+    // Metrics show the warm pool.
+    let (_, _, metrics) = http(server.port, "GET", "/metrics", "", "").unwrap();
+    assert!(metrics.contains("pe_warm_vms_ready"), "{metrics}");
+}
+
+#[test]
+fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
+    let server = start(&[("PE_WARM", "busybox=1")]);
+    wait_for_warm(server.port);
+    let port = server.port;
+    let job = std::thread::spawn(move || {
+        run_json(
+            port,
+            r#"{"container":"busybox","files":[{"path":"main.sh","content":"sleep 8; echo never"}]}"#,
+        )
+    });
+    // Wait until the job's VM is running (a replacement is booting beside it), then kill the
+    // oldest QEMU: the one running the job.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids = qemu_pids_in(server.work.path());
+    assert!(!pids.is_empty(), "no QEMU found");
+    let victim = pids.iter().min().unwrap();
+    Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
+    let (status, _, json) = job.join().unwrap();
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["status"], "failed_to_start", "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("the VM stopped without a valid answer"), "{message}");
+    // The next job gets a fresh VM and runs normally.
+    wait_for_warm(server.port);
+    let (status, _, json) = run_json(
+        server.port,
+        r#"{"container":"busybox","files":[{"path":"main.sh","content":"echo fine"}]}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(json["stdout"], "fine\n", "{json}");
 }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub executor_ready: bool,
     /// `kvm`, `tcg` or `sandbox`, for /readyz and /metrics.
     pub backend_name: String,
+    /// The pre-booted VMs, when there are any.
+    pub warm: Option<Arc<executor::warm::WarmPool>>,
 }
 
 pub type SharedState = Arc<AppState>;

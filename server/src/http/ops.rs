@@ -40,17 +40,21 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "slots": state.pool.slots(),
         "running": state.pool.running(),
         "queued": state.pool.queued(),
+        "warm_ready": state.warm.as_ref().map_or(0, |w| w.stats().ready),
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let cache_bytes = state.store.cache_size().await.unwrap_or(0) as f64;
+    let warm = state.warm.as_ref().map(|w| w.stats()).unwrap_or_default();
     let text = state.metrics.render(&[
         ("pe_queue_depth", "Jobs waiting for a slot.", state.pool.queued() as f64),
         ("pe_running_jobs", "Jobs holding a slot.", state.pool.running() as f64),
         ("pe_slots", "Job slots.", state.pool.slots() as f64),
         ("pe_cache_bytes", "Bytes held by the result cache.", cache_bytes),
+        ("pe_warm_vms_ready", "Pre-booted VMs waiting for a job.", warm.ready as f64),
+        ("pe_warm_vms_booting", "Pre-booted VMs still booting.", warm.booting as f64),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
