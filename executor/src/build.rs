@@ -3,7 +3,8 @@
 //!
 //! 1. Make the root filesystem in a temporary directory inside the store: Debian packages with
 //!    `mmdebstrap` (downloaded `.deb` files are kept in `<store>/apt-cache`, so an interrupted
-//!    build resumes without downloading again), or the built-in busybox recipe.
+//!    build resumes without downloading again), an OCI image archive flattened by
+//!    [`crate::oci_import`], or the built-in busybox recipe.
 //! 2. Add what every job needs: the job user (uid 1000) in /etc/passwd, /input, /output, /tmp.
 //! 3. `mksquashfs -comp lz4` into a temporary file (lz4 boots fastest from a cold page cache:
 //!    see docs/PERFORMANCE.md), hash it, rename it to `sha256/<hex>`, then write the ref.
@@ -233,6 +234,16 @@ fn busybox_rootfs(rootfs: &Path) -> Result<(), BuildError> {
 /// The job user (uid 1000, home /tmp) and the directories every job mounts over.
 fn add_job_user(rootfs: &Path) -> Result<(), BuildError> {
     use std::io::Write;
+    // Never write through a link: a hostile image could point these at the host's files.
+    for rel in ["etc", "etc/passwd", "etc/group"] {
+        let path = rootfs.join(rel);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(BuildError::Io {
+                path,
+                source: std::io::Error::other("is a symbolic link; refusing to write through it"),
+            });
+        }
+    }
     for (file, line) in
         [("etc/passwd", "pe:x:1000:1000:job:/tmp:/bin/sh\n"), ("etc/group", "pe:x:1000:\n")]
     {

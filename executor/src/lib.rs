@@ -2,7 +2,8 @@
 //! HTTP.
 //!
 //! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file, which
-//!    [`build`] makes from a recipe (Debian packages with mmdebstrap, or built in).
+//!    [`build`] makes from a recipe (Debian packages with mmdebstrap, an OCI image archive
+//!    imported by [`oci_import`], or built in).
 //! 2. [`accel::probe`] picks KVM or TCG once at start-up.
 //! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
 //! 4. [`vm::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's

@@ -813,7 +813,8 @@ impl Unpacker {
         let result = match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {
                 // The directory and what is under it sort together.
-                let under: Vec<PathBuf> = (self.dir_modes.range(path.to_owned()..).keys())
+                let under: Vec<PathBuf> = (self.dir_modes.range(path.to_owned()..))
+                    .map(|(p, _)| p)
                     .take_while(|p| p.starts_with(path))
                     .cloned()
                     .collect();
