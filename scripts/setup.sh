@@ -21,6 +21,7 @@ APT_PACKAGES=(
   squashfs-tools erofs-utils mmdebstrap # image builder
   linux-source-6.12 bc flex bison libelf-dev libssl-dev xz-utils make gcc  # guest kernel
   musl-tools                            # static guest init
+  chromium fonts-dejavu-core brotli     # browser tests (Playwright drives Debian's chromium), precompressed assets
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

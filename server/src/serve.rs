@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// boots only. Jobs of other containers boot a VM of their own.
     #[arg(long, env = "PE_WARM", default_value = "busybox=1,python=1,gcc=1")]
     pub warm: String,
+    /// Where people reach this server, for the copy-paste `<iframe>` snippets on the tool pages
+    /// [default: http://LISTEN].
+    #[arg(long, env = "PE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// The built frontend (trunk's dist/) to serve.
     #[arg(long, env = "PE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -108,6 +112,8 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         memory_mib: args.memory_mib,
         ..JobLimits::default()
     };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+    let site = crate::http::pages::Site::generate(&catalog, &exec.images(), &public_url);
     let state = Arc::new(AppState {
         catalog,
         images: exec.images(),
@@ -121,6 +127,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         executor_ready: chosen.ready,
         backend_name: chosen.name.clone(),
         warm: warm_pool,
+        site,
     });
     let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,

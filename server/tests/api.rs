@@ -86,8 +86,10 @@ fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semapho
         })
         .unwrap();
     let fake = Arc::new(Fake { calls: AtomicUsize::new(0), gate });
+    let catalog = Catalog::embedded().unwrap();
+    let site = server::http::pages::Site::generate(&catalog, &images, "http://pe.example");
     let state = Arc::new(AppState {
-        catalog: Catalog::embedded().unwrap(),
+        catalog,
         images,
         pool: Pool::new(fake.clone(), slots, queue, Duration::from_secs(2)),
         store: Store::open(data_dir.path(), 1 << 20).unwrap(),
@@ -99,6 +101,7 @@ fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semapho
         executor_ready: true,
         backend_name: "fake".into(),
         warm: None,
+        site,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }
@@ -486,4 +489,80 @@ async fn operations_endpoints_answer() {
             .contains("frame-ancestors 'none'")
     );
     let _ = BTreeMap::<(), ()>::new();
+}
+
+/// Every internal link (href or src starting with "/") of a page.
+fn internal_links(html: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        for part in html.split(attr).skip(1) {
+            let link = part.split('"').next().unwrap_or("").replace("&amp;", "&");
+            if link.starts_with('/') && !link.starts_with("//") {
+                links.push(link);
+            }
+        }
+    }
+    links
+}
+
+#[tokio::test]
+async fn the_site_has_a_page_per_tool_and_no_broken_internal_links() {
+    let h = harness(1, 4, 0, None);
+    let get = |path: String| Request::get(path).body(Body::empty()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue: Vec<String> = vec!["/tools".into(), "/docs".into()];
+    queue.extend(h.state.site.paths().map(str::to_owned));
+    let mut broken = Vec::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let response = send(&h, get(path.clone())).await;
+        let status = response.status();
+        let is_html = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/html"));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status != StatusCode::OK {
+            broken.push(format!("{path}: {status}"));
+            continue;
+        }
+        if is_html && (path.starts_with("/tools") || path.starts_with("/docs")) {
+            queue.extend(internal_links(&String::from_utf8_lossy(&body)));
+        }
+    }
+    assert!(broken.is_empty(), "broken internal links: {broken:?}");
+    // Every catalog entry has its page, listed on the index.
+    let index =
+        send(&h, get("/tools".into())).await.into_body().collect().await.unwrap().to_bytes();
+    let index = String::from_utf8_lossy(&index);
+    for entry in h.state.catalog.iter() {
+        assert!(seen.contains(&format!("/tools/{}", entry.meta.id)));
+        assert!(
+            index.contains(&format!("href=\"/tools/{}\"", entry.meta.id)),
+            "{} not on the index",
+            entry.meta.id
+        );
+    }
+    let graphviz = send(&h, get("/tools/graphviz".into()))
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let graphviz = String::from_utf8_lossy(&graphviz);
+    assert!(graphviz.contains("Pipeline as SVG") && graphviz.contains("src=\"/embed/graphviz\""));
+    assert!(graphviz.contains("&lt;iframe src=&quot;http://pe.example/embed/graphviz&quot;"));
+    // The embed route may be framed; the rest may not.
+    let embed = send(&h, get("/embed/graphviz".into())).await;
+    assert!(embed.headers().get(header::X_FRAME_OPTIONS).is_none());
+    assert!(
+        embed.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors *")
+    );
+    assert!(seen.len() > 20, "{seen:?}");
 }

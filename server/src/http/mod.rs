@@ -3,7 +3,8 @@
 //!
 //! 1. [`run`]: `POST /api/v1/run`, archive or JSON, with the result cache in front of the pool.
 //! 2. [`containers`]: the catalog. 3. [`links`]: permalinks. 4. [`ops`]: health, readiness,
-//!    metrics, OpenAPI. 5. [`site`]: the built frontend and the static site.
+//!    metrics, OpenAPI. 5. [`site`]: the built frontend; [`pages`]: the tool pages and docs
+//!    generated from the catalog.
 //!
 //! Cross-cutting layers: request ids and structured request logs, a request timeout, security
 //! headers, per-client rate limits on the costly routes (in [`run`] and [`links`]).
@@ -12,6 +13,7 @@ pub mod containers;
 pub mod error;
 pub mod links;
 pub mod ops;
+pub mod pages;
 pub mod run;
 pub mod site;
 
@@ -61,6 +63,8 @@ pub struct AppState {
     pub backend_name: String,
     /// The pre-booted VMs, when there are any.
     pub warm: Option<Arc<executor::warm::WarmPool>>,
+    /// The generated static site (tool pages, docs).
+    pub site: pages::Site,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -75,6 +79,7 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops::router())
+        .merge(pages::router())
         .merge(site::router(&state))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn(security_headers))

@@ -13,7 +13,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::SharedState;
 
 pub fn router(state: &SharedState) -> Router<SharedState> {
-    let app_routes = Router::new().route("/", get(index)).route("/l/{id}", get(index));
+    // The app's own routes: the playground, a permalink, the embeddable view.
+    let app_routes = Router::new()
+        .route("/", get(index))
+        .route("/l/{id}", get(index))
+        .route("/embed/{id}", get(index))
+        .route("/embed/l/{id}", get(index));
     match &state.static_dir {
         Some(dir) => {
             let assets = ServeDir::new(dir).precompressed_gzip().precompressed_br();
