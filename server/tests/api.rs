@@ -68,6 +68,16 @@ struct Harness {
 }
 
 fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semaphore>>) -> Harness {
+    harness_with_static(slots, queue, rate_burst, gate, None)
+}
+
+fn harness_with_static(
+    slots: usize,
+    queue: usize,
+    rate_burst: u32,
+    gate: Option<Arc<Semaphore>>,
+    static_dir: Option<std::path::PathBuf>,
+) -> Harness {
     let images_dir = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let images = ImageStore::new(images_dir.path());
@@ -97,7 +107,7 @@ fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semapho
         limiter: RateLimiter::new(if rate_burst == 0 { 0 } else { 6 }, rate_burst),
         limits: JobLimits::default(),
         max_body: shared::limits::MAX_REQUEST_BYTES,
-        static_dir: None,
+        static_dir,
         executor_ready: true,
         backend_name: "fake".into(),
         warm: None,
@@ -565,4 +575,44 @@ async fn the_site_has_a_page_per_tool_and_no_broken_internal_links() {
             .contains("frame-ancestors *")
     );
     assert!(seen.len() > 20, "{seen:?}");
+}
+
+#[tokio::test]
+async fn the_built_app_is_served_with_precompressed_assets_and_no_fallback_for_missing_ones() {
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(dist.path().join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::write(dist.path().join("frontend-0123456789abcdef_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dist.path().join("frontend-0123456789abcdef.js"), "console.log(1)").unwrap();
+    let gz = std::process::Command::new("gzip")
+        .arg("-k")
+        .arg(dist.path().join("frontend-0123456789abcdef.js"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    std::fs::create_dir(dist.path().join("vs")).unwrap();
+    std::fs::write(dist.path().join("vs/loader.js"), "var x;").unwrap();
+    let h = harness_with_static(1, 4, 0, None, Some(dist.path().to_owned()));
+    let get = |path: &str| {
+        Request::get(path).header(header::ACCEPT_ENCODING, "gzip").body(Body::empty()).unwrap()
+    };
+
+    for route in ["/", "/l/abc", "/embed/gcc"] {
+        let page = send(&h, get(route)).await;
+        assert_eq!(page.status(), StatusCode::OK, "{route}");
+        assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
+        let body = page.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"<!doctype html><title>app"), "{route}");
+    }
+    let js = send(&h, get("/frontend-0123456789abcdef.js")).await;
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(js.headers()[header::CONTENT_ENCODING], "gzip", "the precompressed file is served");
+    assert!(js.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+    let monaco = send(&h, get("/vs/loader.js")).await;
+    assert_eq!(
+        monaco.headers()[header::CACHE_CONTROL],
+        "public, max-age=3600",
+        "not hashed: short lifetime"
+    );
+    let missing = send(&h, get("/frontend-ffffffffffffffff.js")).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND, "a missing asset is a 404, never the app");
 }

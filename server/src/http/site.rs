@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::services::ServeDir;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::SharedState;
 
@@ -24,15 +23,30 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
             let assets = ServeDir::new(dir).precompressed_gzip().precompressed_br();
             app_routes.fallback_service(
                 tower::ServiceBuilder::new()
-                    .layer(SetResponseHeaderLayer::if_not_present(
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static("public, max-age=31536000, immutable"),
-                    ))
+                    .layer(axum::middleware::from_fn(cache_lifetime))
+                    .map_response(IntoResponse::into_response)
                     .service(assets),
             )
         }
         None => app_routes,
     }
+}
+
+/// Hashed assets (trunk names them `name-<16 hex>.ext`) never change: cache them for a year.
+/// Others (Monaco's files, the boot script) for an hour.
+async fn cache_lifetime(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let hashed = req.uri().path().rsplit('/').next().is_some_and(|name| {
+        let stem = name.split('.').next().unwrap_or("");
+        stem.rsplit_once('-')
+            .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    let mut response = next.run(req).await;
+    if response.status().is_success() {
+        let value =
+            if hashed { "public, max-age=31536000, immutable" } else { "public, max-age=3600" };
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn index(State(state): State<SharedState>) -> Response {
