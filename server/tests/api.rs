@@ -616,3 +616,64 @@ async fn the_built_app_is_served_with_precompressed_assets_and_no_fallback_for_m
     let missing = send(&h, get("/frontend-ffffffffffffffff.js")).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND, "a missing asset is a 404, never the app");
 }
+
+#[tokio::test]
+async fn hostile_strings_and_cut_bodies_are_refused_before_any_vm() {
+    let h = harness(1, 4, 0, None);
+    for (body, needle) in [
+        (json!({"container": "busybox", "env": {"A=B": "x"}}), "not allowed"),
+        (json!({"container": "busybox", "env": {"": "x"}}), "not allowed"),
+        (json!({"container": "busybox", "env": {"OK": "a\u{0}b"}}), "NUL"),
+        (json!({"container": "busybox", "args": ["a\u{0}b"]}), "NUL"),
+        (json!({"container": "busybox", "optoins": {}}), "unknown field"),
+        (
+            json!({"container": "busybox", "files": [{"path": "a", "content_base64": "!!"}]}),
+            "base64",
+        ),
+        (
+            json!({"container": "busybox", "files": [{"path": "/etc/passwd", "content": ""}]}),
+            "absolute",
+        ),
+        (
+            json!({"container": "busybox", "files": [{"path": "a", "content": ""}, {"path": "a", "content": ""}]}),
+            "twice",
+        ),
+    ] {
+        assert_error(
+            send(&h, json_run(body)).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            needle,
+        )
+        .await;
+    }
+    // Too many files for the input limits.
+    let many: Vec<Value> =
+        (0..1001).map(|i| json!({"path": format!("f{i}"), "content": ""})).collect();
+    assert_error(
+        send(&h, json_run(json!({"container": "busybox", "files": many}))).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "entries",
+    )
+    .await;
+    // A body cut off mid-way (the client went away or the stream broke).
+    let request = RunRequest { container: "busybox".into(), ..RunRequest::default() };
+    let frame = archive_request(&request, &[Entry::file("main.sh", "echo hi")]);
+    let half = frame[..frame.len() / 2].to_vec();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        vec![Ok(half.into()), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut"))];
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "could not be read")
+        .await;
+    // A body that simply ends early: the archive is truncated.
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(frame[..frame.len() - 20].to_vec()))
+        .unwrap();
+    assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "truncated").await;
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+}

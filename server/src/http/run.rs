@@ -103,12 +103,14 @@ async fn run(
             let bytes = body.all().await?;
             let json: RunJsonRequest = serde_json::from_slice(&bytes)
                 .map_err(|e| AppError::BadRequest(format!("invalid JSON request: {e}")))?;
-            let files = json_files(json.files)?;
-            let stdin = json.run.stdin.clone().unwrap_or_default().into_bytes();
-            (json.run, Some((files, stdin)))
+            let (run, files) = json.split();
+            let files = json_files(files)?;
+            let stdin = run.stdin.clone().unwrap_or_default().into_bytes();
+            (run, Some((files, stdin)))
         }
     };
 
+    check_strings(&request)?;
     let entry = state
         .catalog
         .get(&request.container)
@@ -245,6 +247,30 @@ async fn cached(
         Form::Archive => archive_response(answer.to_frame().map_err(AppError::internal)?),
         Form::Json => axum::Json(answer.to_json()).into_response(),
     }))
+}
+
+/// Environment names must be plain identifiers, and no string may hold a NUL byte (the
+/// program's argv and environment are C strings).
+fn check_strings(request: &RunRequest) -> Result<(), AppError> {
+    for (key, value) in &request.env {
+        let mut chars = key.chars();
+        let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident || key.len() > 128 {
+            return Err(AppError::BadRequest(format!(
+                "environment variable name {key:?} is not allowed"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(AppError::BadRequest(format!(
+                "environment variable {key}: the value holds a NUL byte"
+            )));
+        }
+    }
+    if let Some(arg) = request.args.iter().find(|a| a.contains('\0')) {
+        return Err(AppError::BadRequest(format!("argument {arg:?} holds a NUL byte")));
+    }
+    Ok(())
 }
 
 /// Splits the request archive into input files and stdin. The archive holds the files at its

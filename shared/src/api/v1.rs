@@ -68,13 +68,39 @@ pub struct JsonFile {
     pub content_base64: Option<String>,
 }
 
-/// The JSON form of a run request.
+/// The JSON form of a run request: the [`RunRequest`] fields plus the files inline. (Written
+/// out rather than flattened so that unknown fields are refused here too.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunJsonRequest {
-    #[serde(flatten)]
-    pub run: RunRequest,
+    pub container: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_digest: Option<String>,
     #[serde(default)]
     pub files: Vec<JsonFile>,
+}
+
+impl RunJsonRequest {
+    /// The request header and the inline files.
+    pub fn split(self) -> (RunRequest, Vec<JsonFile>) {
+        let run = RunRequest {
+            container: self.container,
+            options: self.options,
+            args: self.args,
+            env: self.env,
+            stdin: self.stdin,
+            inputs_digest: self.inputs_digest,
+        };
+        (run, self.files)
+    }
 }
 
 /// How a run ended. A run that ended badly is still a successful HTTP response.
@@ -278,9 +304,12 @@ mod tests {
                 "files":[{"path":"main.py","content":"print(1)"}]}"#,
         )
         .unwrap();
-        assert_eq!(req.run.container, "python");
-        assert_eq!(req.run.stdin.as_deref(), Some("x"));
-        assert_eq!(req.files[0].content.as_deref(), Some("print(1)"));
+        let (run, files) = req.split();
+        assert_eq!(run.container, "python");
+        assert_eq!(run.stdin.as_deref(), Some("x"));
+        assert_eq!(files[0].content.as_deref(), Some("print(1)"));
+        let err = serde_json::from_str::<RunJsonRequest>(r#"{"container":"x","fils":[]}"#);
+        assert!(err.unwrap_err().to_string().contains("unknown field `fils`"));
     }
 
     #[test]
