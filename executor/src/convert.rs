@@ -9,7 +9,7 @@ use shared::guest::{
 
 use crate::ExecError;
 use crate::image::ImageFormat;
-use crate::job::{Job, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
+use crate::job::{Job, JobOutput, Outcome, RanOn, Truncated, Usage};
 
 /// Memory the guest keeps for its kernel, init and crun; the program's cgroup gets the rest.
 const GUEST_RESERVED_MIB: u32 = 96;
@@ -77,17 +77,7 @@ pub fn output_from_guest(
     vm_ms: u64,
     ran_on: RanOn,
 ) -> Result<JobOutput, ExecError> {
-    let mut output = JobOutput {
-        outcome: Outcome::FailedToStart(String::new()),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        files: Vec::new(),
-        truncated: Truncated::default(),
-        timings: JobTimings { boot_ms: vm_ms, ..JobTimings::default() },
-        usage: Usage::default(),
-        ran_on,
-        notes: Vec::new(),
-    };
+    let mut output = JobOutput::empty(Outcome::FailedToStart(String::new()), ran_on, vm_ms);
     match response {
         GuestResponse::Finished(done) => {
             for entry in cpio::decode(archive, &Limits::MAX)? {

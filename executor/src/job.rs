@@ -141,6 +141,23 @@ pub struct RanOn {
     pub start: &'static str,
 }
 
+impl JobOutput {
+    /// An output with nothing in it yet: the outcome, where it ran and how long the VM took.
+    pub fn empty(outcome: Outcome, ran_on: RanOn, vm_ms: u64) -> JobOutput {
+        JobOutput {
+            outcome,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            files: Vec::new(),
+            truncated: Truncated::default(),
+            timings: JobTimings { boot_ms: vm_ms, ..JobTimings::default() },
+            usage: Usage::default(),
+            ran_on,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Everything a finished job produced.
 #[derive(Debug, Clone)]
 pub struct JobOutput {

@@ -15,7 +15,7 @@ use tokio::process::Command;
 use crate::ExecError;
 use crate::accel::Accel;
 use crate::convert;
-use crate::job::{Job, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
+use crate::job::{Job, JobOutput, Outcome, RanOn};
 
 /// Where the VM's parts are and how to start it.
 #[derive(Debug, Clone)]
@@ -178,17 +178,7 @@ pub fn output_from_io_file(
                     (Outcome::FailedToStart(why), Vec::new())
                 }
             };
-            Ok(JobOutput {
-                outcome,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                files: Vec::new(),
-                truncated: Truncated::default(),
-                timings: JobTimings { boot_ms: vm_ms, ..JobTimings::default() },
-                usage: Usage::default(),
-                ran_on,
-                notes,
-            })
+            Ok(JobOutput { notes, ..JobOutput::empty(outcome, ran_on, vm_ms) })
         }
     }
 }
