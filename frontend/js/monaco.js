@@ -1,0 +1,47 @@
+// Glue between the Rust app (src/monaco.rs) and Monaco's AMD build, which Trunk copies from
+// node_modules/monaco-editor/min/vs to /vs. Only what the app uses is exposed.
+
+let loading;
+
+/** Loads /vs/loader.js and the editor once; resolves when `monaco` is ready. */
+export function loadMonaco() {
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const script = document.createElement('script');
+      script.src = '/vs/loader.js';
+      script.onload = () => {
+        globalThis.require.config({ paths: { vs: '/vs' } });
+        globalThis.require(['vs/editor/editor.main'], () => resolve(), reject);
+      };
+      script.onerror = () => reject(new Error('could not load the editor (/vs/loader.js)'));
+      document.head.appendChild(script);
+    });
+  }
+  return loading;
+}
+
+/** Creates an editor in `element`; `onChange(text)` follows every edit, `onRun()` is Ctrl/Cmd+Enter. */
+export function createEditor(element, value, language, readOnly, label, onChange, onRun) {
+  const editor = monaco.editor.create(element, {
+    value,
+    language,
+    readOnly,
+    ariaLabel: label,
+    automaticLayout: true,
+    minimap: { enabled: false },
+    scrollBeyondLastLine: false,
+    fontSize: 14,
+    tabSize: 4,
+  });
+  editor.onDidChangeModelContent(() => onChange(editor.getValue()));
+  editor.addCommand(monaco.KeyMod.CtrlCmd | monaco.KeyCode.Enter, () => onRun());
+  return editor;
+}
+
+export function setLanguage(editor, language) {
+  monaco.editor.setModelLanguage(editor.getModel(), language);
+}
+
+export function setTheme(theme) {
+  monaco.editor.setTheme(theme);
+}

@@ -1,0 +1,307 @@
+//! Every HTTP request the app makes, and nothing else: the catalog, runs (archive form) and
+//! permalinks. Requests go through the browser's `fetch`; a run can be cancelled, and starting a
+//! new run cancels the one before it (one `AbortController` per run).
+//!
+//! The run's body is built and its answer unpacked with the same codec the server uses
+//! (`shared::framing` and `shared::cpio`, compiled to wasm), never a second copy in JavaScript.
+
+use std::cell::RefCell;
+
+use js_sys::Uint8Array;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::api::v1::{
+    self, ErrorBody, LinkCreated, PlaygroundState, RunRequest, RunResult, archive_paths,
+};
+use shared::cpio::{self, CpioError, Entry, EntryData, Limits};
+use shared::framing::{self, FrameError};
+use shared::limits::MAX_HEADER_BYTES;
+use shared::meta::ContainerMeta;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, RequestInit, Response};
+
+/// The media type of the archive form of `POST /api/v1/run`.
+pub const ARCHIVE_TYPE: &str = "application/x-pe-archive";
+
+/// Why a request failed, in words a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered with an HTTP error and its JSON error body.
+    #[error("{}", server_message(.message, *.retry_after))]
+    Server {
+        status: u16,
+        code: Option<v1::ErrorCode>,
+        message: String,
+        /// `Retry-After` in seconds (429 and 503).
+        retry_after: Option<u32>,
+    },
+    /// `fetch` itself failed: the server is down or the network is gone.
+    #[error("could not reach the server: {0}")]
+    Network(String),
+    /// The request was cancelled (a newer run replaced it).
+    #[error("the request was cancelled")]
+    Aborted,
+    #[error("the server's answer is not a valid frame")]
+    Frame(#[from] FrameError),
+    #[error("the server's archive is not valid")]
+    Archive(#[from] CpioError),
+    #[error("the server's answer is not the JSON expected")]
+    Json(#[from] serde_json::Error),
+    /// The inputs could not be packed (a bad file name, too large).
+    #[error("the input files cannot be sent: {0}")]
+    Inputs(#[source] CpioError),
+}
+
+fn server_message(message: &str, retry_after: Option<u32>) -> String {
+    let message = crate::format::sentence(message);
+    match retry_after {
+        Some(secs) if !message.contains("retry") => format!("{message} (retry in {secs} s)"),
+        _ => message,
+    }
+}
+
+/// A container of the catalog: its metadata and whether its image is built on this server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub meta: ContainerMeta,
+    pub built: bool,
+}
+
+/// What a run produced, unpacked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    pub result: RunResult,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output files, paths relative to the output directory.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// `GET /api/v1/containers`.
+pub async fn containers() -> Result<Vec<Container>, ApiError> {
+    let response = send("GET", "/api/v1/containers", None, None).await?;
+    let bytes = body(&response).await?;
+    parse_catalog(&bytes)
+}
+
+/// Parses the catalog. Each entry is the container's metadata flattened together with
+/// `long_description` and `image: {built, digest, size}`; the metadata has an `image` recipe of
+/// its own, so an entry carries `image` twice and the last one (the status) wins here.
+pub fn parse_catalog(bytes: &[u8]) -> Result<Vec<Container>, ApiError> {
+    let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
+    entries
+        .into_iter()
+        .map(|mut entry| {
+            let status = entry.remove("image").unwrap_or_default();
+            let built = status.get("built").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            entry.remove("long_description");
+            entry.insert("image".into(), serde_json::json!({}));
+            let meta = serde_json::from_value(serde_json::Value::Object(entry))?;
+            Ok(Container { meta, built })
+        })
+        .collect()
+}
+
+thread_local! {
+    /// The controller of the run in flight, aborted when another run starts.
+    static RUN_IN_FLIGHT: RefCell<Option<AbortController>> = const { RefCell::new(None) };
+}
+
+/// Cancels the run in flight, if any.
+pub fn cancel_run() {
+    if let Some(controller) = RUN_IN_FLIGHT.with(|c| c.borrow_mut().take()) {
+        controller.abort();
+    }
+}
+
+/// The archive of input files and the digest the server caches by.
+pub fn pack_inputs(files: &[Entry], stdin: &[u8]) -> Result<(Vec<u8>, String), ApiError> {
+    let archive = cpio::encode(files, &Limits::INPUT).map_err(ApiError::Inputs)?;
+    Ok((archive, v1::inputs_digest(files, stdin)))
+}
+
+/// `POST /api/v1/run` in the archive form: `<u32 len><RunRequest JSON><cpio of files>`.
+/// Cancels the previous run.
+pub async fn run(mut request: RunRequest, files: &[Entry]) -> Result<RunOutput, ApiError> {
+    let stdin = request.stdin.clone().unwrap_or_default();
+    let (archive, digest) = pack_inputs(files, stdin.as_bytes())?;
+    request.inputs_digest = Some(digest);
+    let frame = framing::encode(&request, &archive)?;
+
+    cancel_run();
+    let controller = AbortController::new().map_err(|e| ApiError::Network(js_message(&e)))?;
+    RUN_IN_FLIGHT.with(|c| *c.borrow_mut() = Some(controller.clone()));
+    let result = async {
+        let response =
+            send("POST", "/api/v1/run", Some((ARCHIVE_TYPE, &frame)), Some(&controller)).await?;
+        let bytes = body(&response).await?;
+        unpack_result(&bytes)
+    }
+    .await;
+    RUN_IN_FLIGHT.with(|c| {
+        let mut current = c.borrow_mut();
+        if current.as_ref() == Some(&controller) {
+            *current = None;
+        }
+    });
+    result
+}
+
+/// Splits a run's answer into its result header, stdout, stderr and output files.
+pub fn unpack_result(bytes: &[u8]) -> Result<RunOutput, ApiError> {
+    let (result, archive): (RunResult, &[u8]) = framing::decode(bytes, MAX_HEADER_BYTES)?;
+    let mut output =
+        RunOutput { result, stdout: Vec::new(), stderr: Vec::new(), files: Vec::new() };
+    let prefix = format!("{}/", archive_paths::OUTPUT_DIR);
+    for entry in cpio::decode(archive, &Limits::MAX)? {
+        let EntryData::File(data) = entry.data else { continue };
+        match entry.path.as_str() {
+            archive_paths::STDOUT => output.stdout = data,
+            archive_paths::STDERR => output.stderr = data,
+            path => {
+                if let Some(name) = path.strip_prefix(&prefix) {
+                    output.files.push((name.to_owned(), data));
+                }
+            }
+        }
+    }
+    output.files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(output)
+}
+
+/// `POST /api/v1/links`: stores the state, answers its id and path (`/l/{id}`).
+pub async fn create_link(state: &PlaygroundState) -> Result<LinkCreated, ApiError> {
+    post_json("/api/v1/links", state).await
+}
+
+/// `GET /api/v1/links/{id}`.
+pub async fn get_link(id: &str) -> Result<PlaygroundState, ApiError> {
+    let path = format!("/api/v1/links/{}", js_sys::encode_uri_component(id));
+    let response = send("GET", &path, None, None).await?;
+    Ok(serde_json::from_slice(&body(&response).await?)?)
+}
+
+async fn post_json<B: Serialize, T: DeserializeOwned>(
+    path: &str,
+    value: &B,
+) -> Result<T, ApiError> {
+    let json = serde_json::to_vec(value)?;
+    let response = send("POST", path, Some(("application/json", &json)), None).await?;
+    Ok(serde_json::from_slice(&body(&response).await?)?)
+}
+
+/// Sends a request; an HTTP error status becomes [`ApiError::Server`].
+async fn send(
+    method: &str,
+    path: &str,
+    payload: Option<(&str, &[u8])>,
+    abort: Option<&AbortController>,
+) -> Result<Response, ApiError> {
+    let network = |e: JsValue| ApiError::Network(js_message(&e));
+    let init = RequestInit::new();
+    init.set_method(method);
+    let headers = Headers::new().map_err(network)?;
+    if let Some((content_type, bytes)) = payload {
+        headers.set("Content-Type", content_type).map_err(network)?;
+        init.set_body(&Uint8Array::from(bytes));
+    }
+    init.set_headers(&headers);
+    if let Some(controller) = abort {
+        init.set_signal(Some(&controller.signal()));
+    }
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let answer = JsFuture::from(window.fetch_with_str_and_init(path, &init)).await;
+    let response: Response = match answer {
+        Ok(value) => value.unchecked_into(),
+        Err(_) if abort.is_some_and(|c| c.signal().aborted()) => return Err(ApiError::Aborted),
+        Err(e) => return Err(network(e)),
+    };
+    if response.ok() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("Retry-After")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let bytes = body(&response).await.unwrap_or_default();
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => (Some(body.error.code), body.error.message),
+        Err(_) => (None, format!("the server answered {status} {}", response.status_text())),
+    };
+    Err(ApiError::Server { status, code, message, retry_after })
+}
+
+async fn body(response: &Response) -> Result<Vec<u8>, ApiError> {
+    let network = |e: JsValue| {
+        if e.dyn_ref::<web_sys::DomException>().is_some_and(|d| d.name() == "AbortError") {
+            ApiError::Aborted
+        } else {
+            ApiError::Network(js_message(&e))
+        }
+    };
+    let buffer =
+        JsFuture::from(response.array_buffer().map_err(network)?).await.map_err(network)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// The message of a JavaScript error value.
+fn js_message(value: &JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_entries_keep_the_status_and_drop_the_duplicate_image_key() {
+        let json = br#"[{"id":"busybox","name":"BusyBox","version":"1","description":"d",
+            "image":{"debian":[],"oci_archive":null,"builtin":"busybox"},
+            "run":{"argv":["sh"]},"long_description":"x",
+            "image":{"built":true,"digest":"sha256:00","size":1}}]"#;
+        let catalog = parse_catalog(json).unwrap();
+        assert_eq!(catalog[0].meta.id, "busybox");
+        assert!(catalog[0].built);
+    }
+
+    #[test]
+    fn results_unpack_stdout_stderr_and_output_files() {
+        let result: RunResult = serde_json::from_value(serde_json::json!({
+            "status": "exited", "exit_code": 0, "argv": ["sh"],
+            "image": {"id": "busybox", "digest": "sha256:00"}, "backend": {"kind": "microvm"},
+            "cached": true, "timings_ms": {"queue": 0, "boot": 1, "run": 2, "total": 3},
+            "usage": {"user_ms": 0, "sys_ms": 0, "max_rss_kib": 0},
+            "truncated": {"stdout": false, "stderr": false, "files": false}
+        }))
+        .unwrap();
+        let archive = cpio::encode(
+            &[
+                Entry::file("stdout", "hi\n"),
+                Entry::file("stderr", ""),
+                Entry::dir("output"),
+                Entry::file("output/b.svg", "<svg/>"),
+                Entry::file("output/a.txt", "a"),
+            ],
+            &Limits::MAX,
+        )
+        .unwrap();
+        let out = unpack_result(&framing::encode(&result, &archive).unwrap()).unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+        assert_eq!(out.files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["a.txt", "b.svg"]);
+        assert!(out.result.cached);
+    }
+
+    #[test]
+    fn retry_time_is_added_once() {
+        assert_eq!(server_message("busy", Some(3)), "Busy (retry in 3 s)");
+        assert_eq!(server_message("busy; retry in 3 s", Some(3)), "Busy; retry in 3 s");
+    }
+}

@@ -1,0 +1,96 @@
+//! Small wrappers over browser APIs the app needs besides HTTP: local storage, the address bar,
+//! the clipboard, blob URLs, the clock and the colour scheme. Failures are quiet (a browser
+//! without local storage still runs the app).
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use wasm_bindgen_futures::JsFuture;
+
+fn window() -> Option<web_sys::Window> {
+    web_sys::window()
+}
+
+/// Milliseconds since the page started.
+pub fn now_ms() -> f64 {
+    window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+pub fn storage_get(key: &str) -> Option<String> {
+    window()?.local_storage().ok()??.get_item(key).ok()?
+}
+
+pub fn storage_set(key: &str, value: &str) {
+    if let Some(storage) = window().and_then(|w| w.local_storage().ok().flatten()) {
+        let _ = storage.set_item(key, value);
+    }
+}
+
+/// The path of the current page (`/`, `/l/abc`).
+pub fn path() -> String {
+    window().and_then(|w| w.location().pathname().ok()).unwrap_or_default()
+}
+
+/// `https://host:port` of the current page.
+pub fn origin() -> String {
+    window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
+}
+
+/// Changes the address bar without loading anything.
+pub fn replace_path(path: &str) {
+    if let Some(history) = window().and_then(|w| w.history().ok()) {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(path));
+    }
+}
+
+/// Copies text to the clipboard; false where the browser refuses (no secure context, no
+/// permission).
+pub async fn copy_text(text: &str) -> bool {
+    let Some(navigator) = window().map(|w| w.navigator()) else { return false };
+    let has_clipboard = js_sys::Reflect::get(&navigator, &"clipboard".into())
+        .is_ok_and(|c| !c.is_undefined() && !c.is_null());
+    if !has_clipboard {
+        return false;
+    }
+    JsFuture::from(navigator.clipboard().write_text(text)).await.is_ok()
+}
+
+/// A `blob:` URL for bytes of the given media type. Revoke it with [`revoke_url`].
+pub fn blob_url(data: &[u8], media_type: &str) -> Option<String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(data));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(media_type);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()?;
+    web_sys::Url::create_object_url_with_blob(&blob).ok()
+}
+
+pub fn revoke_url(url: &str) {
+    let _ = web_sys::Url::revoke_object_url(url);
+}
+
+/// Whether the system prefers a dark colour scheme; `on_change` is called when that changes.
+pub fn prefers_dark(on_change: impl Fn(bool) + 'static) -> bool {
+    let Some(query) =
+        window().and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+    else {
+        return false;
+    };
+    let listener = Closure::<dyn Fn(web_sys::MediaQueryListEvent)>::new(
+        move |event: web_sys::MediaQueryListEvent| on_change(event.matches()),
+    );
+    let _ = query.add_event_listener_with_callback("change", listener.as_ref().unchecked_ref());
+    // The listener lives as long as the page.
+    listener.forget();
+    query.matches()
+}
+
+/// Whether the browser accepts `pattern` as an `<input pattern>` (compiled as
+/// `^(?:pattern)$` with the `v` flag).
+pub fn valid_html_pattern(pattern: &str) -> bool {
+    let Ok(constructor) = js_sys::Reflect::get(&js_sys::global(), &"RegExp".into()) else {
+        return false;
+    };
+    let args = js_sys::Array::of2(&format!("^(?:{pattern})$").into(), &"v".into());
+    constructor
+        .dyn_ref::<js_sys::Function>()
+        .is_some_and(|c| js_sys::Reflect::construct(c, &args).is_ok())
+}

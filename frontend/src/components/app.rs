@@ -1,0 +1,59 @@
+use leptos::prelude::*;
+
+use super::advanced_panel::AdvancedPanel;
+use super::code_editor::CodeEditor;
+use super::command_preview::CommandPreview;
+use super::file_tabs::FileTabs;
+use super::header::Header;
+use super::options_form::OptionsForm;
+use super::output_panel::OutputPanel;
+use super::run_bar::RunBar;
+use crate::store::Store;
+
+/// The whole page: a header, the input files on the left, options, run and output on the right
+/// (stacked on a narrow screen).
+#[component]
+pub fn App() -> impl IntoView {
+    let store = Store::new();
+    provide_context(store);
+    store.start();
+
+    // Ctrl/Cmd+Enter runs from anywhere (the editor handles its own and stops the event).
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key() == "Enter" && !ev.default_prevented() {
+            ev.prevent_default();
+            store.run();
+        }
+    });
+
+    view! {
+        <div class="app">
+            <Header />
+            {move || {
+                store
+                    .notice
+                    .get()
+                    .map(|notice| {
+                        view! {
+                            <p class="notice" role="alert" data-testid="notice">
+                                {notice}
+                            </p>
+                        }
+                    })
+            }}
+            <main class="workspace">
+                <section class="pane input-pane" aria-label="Input files">
+                    <FileTabs />
+                    <CodeEditor />
+                </section>
+                <section class="pane run-pane" aria-label="Options and output">
+                    <OptionsForm />
+                    <AdvancedPanel />
+                    <CommandPreview />
+                    <RunBar />
+                    <OutputPanel />
+                </section>
+            </main>
+        </div>
+    }
+}

@@ -1,0 +1,22 @@
+//! The page, one component per file. Each reads and changes the [`crate::store::Store`] in
+//! context; none talks HTTP (that is [`crate::api`], reached through the store's actions).
+
+pub mod advanced_panel;
+pub mod app;
+pub mod code_editor;
+pub mod command_preview;
+pub mod container_picker;
+pub mod examples_menu;
+pub mod file_actions;
+pub mod file_tab;
+pub mod file_tabs;
+pub mod header;
+pub mod option_field;
+pub mod options_form;
+pub mod output_files;
+pub mod output_panel;
+pub mod output_viewer;
+pub mod run_bar;
+pub mod share_button;
+pub mod status_line;
+pub mod streams;

@@ -1,0 +1,28 @@
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use crate::api::RunOutput;
+
+/// Standard output and standard error, as text.
+#[component]
+pub fn Streams(output: Arc<RunOutput>) -> impl IntoView {
+    let pane = |name: &'static str, label: &'static str, bytes: &[u8]| {
+        let empty = bytes.is_empty();
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        view! {
+            <div class="stream" class:empty=empty>
+                <h2 class="stream-title">{label}</h2>
+                <pre class="stream-text" data-testid=name aria-label=label tabindex="0">
+                    {text}
+                </pre>
+            </div>
+        }
+    };
+    view! {
+        <div class="streams">
+            {pane("stdout", "Standard output", &output.stdout)}
+            {pane("stderr", "Standard error", &output.stderr)}
+        </div>
+    }
+}

@@ -1,0 +1,333 @@
+//! The app's reactive state, one [`Store`] in context: the catalog, the playground (one signal
+//! per part, so typing in the editor does not rebuild the options form), the last run and the
+//! share link; and the actions that change it (load, switch container, run, share).
+//!
+//! Unsaved edits are written to local storage on every change and come back on reload. A page
+//! opened on `/l/{id}` shows the stored state and runs it (identical runs come from the cache);
+//! after the first edit the address bar goes back to `/`, so a reload keeps the edits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::Value;
+use shared::api::v1::PlaygroundState;
+use shared::meta::{ContainerMeta, Rendered};
+
+use crate::api::{self, ApiError, Container, RunOutput};
+use crate::browser;
+use crate::format;
+use crate::playground::{InputFile, Playground};
+
+const STORAGE_KEY: &str = "pe.playground.v1";
+/// The container a first visit opens.
+const DEFAULT_CONTAINER: &str = "gcc";
+
+/// Why the command line cannot be rendered (so the Run button is off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The option the problem is about, to mark its field.
+    pub option: Option<String>,
+    pub message: String,
+}
+
+/// The outcome of the Share button.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Share {
+    Idle,
+    Busy,
+    Done { url: String, copied: bool },
+    Failed(String),
+}
+
+/// A finished run, with how long the browser waited for it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub output: Arc<RunOutput>,
+    pub meta: Option<Arc<ContainerMeta>>,
+    pub waited_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Store {
+    pub catalog: RwSignal<Vec<Arc<Container>>>,
+    /// A problem loading the catalog or a link, shown above everything.
+    pub notice: RwSignal<Option<String>>,
+    /// True once the first playground (saved, linked or default) is in place.
+    pub loaded: RwSignal<bool>,
+
+    pub container: RwSignal<String>,
+    pub options: RwSignal<BTreeMap<String, Value>>,
+    pub args: RwSignal<String>,
+    pub env: RwSignal<String>,
+    pub files: RwSignal<Vec<InputFile>>,
+    pub active: RwSignal<usize>,
+    pub stdin_file: RwSignal<Option<String>>,
+    /// Bumped when the playground is replaced (a container, an example, a link) or a file is
+    /// removed: the editor shows the open file again and the forms reread their values.
+    pub revision: RwSignal<u64>,
+
+    pub meta: Memo<Option<Arc<ContainerMeta>>>,
+    pub preview: Memo<Result<Rendered, Problem>>,
+
+    pub running_since: RwSignal<Option<f64>>,
+    pub finished: RwSignal<Option<Finished>>,
+    pub run_error: RwSignal<Option<String>>,
+    run_generation: StoredValue<u64>,
+
+    pub share: RwSignal<Share>,
+    /// The state behind the link in the address bar, while the page still shows it.
+    link_state: StoredValue<Option<PlaygroundState>>,
+
+    pub monaco_ready: RwSignal<bool>,
+    pub dark: RwSignal<bool>,
+}
+
+pub fn use_store() -> Store {
+    expect_context::<Store>()
+}
+
+impl Store {
+    pub fn new() -> Store {
+        let catalog = RwSignal::new(Vec::<Arc<Container>>::new());
+        let container = RwSignal::new(String::new());
+        let options = RwSignal::new(BTreeMap::new());
+        let args = RwSignal::new(String::new());
+        let env = RwSignal::new(String::new());
+        let meta = Memo::new(move |_| {
+            let id = container.get();
+            catalog.with(|c| c.iter().find(|c| c.meta.id == id).map(|c| Arc::new(c.meta.clone())))
+        });
+        let preview = Memo::new(move |_| {
+            let Some(meta) = meta.get() else {
+                return Err(Problem { option: None, message: "pick a container".into() });
+            };
+            let env_problem = env.with(|e| format::parse_env(e).err());
+            if let Some(message) = env_problem {
+                return Err(Problem { option: None, message });
+            }
+            options.with(|o| {
+                args.with(|a| meta.render(o, &format::parse_args(a))).map_err(|e| Problem {
+                    option: Some(e.option().to_owned()),
+                    message: e.to_string(),
+                })
+            })
+        });
+        Store {
+            catalog,
+            notice: RwSignal::new(None),
+            loaded: RwSignal::new(false),
+            container,
+            options,
+            args,
+            env,
+            files: RwSignal::new(Vec::new()),
+            active: RwSignal::new(0),
+            stdin_file: RwSignal::new(None),
+            revision: RwSignal::new(0),
+            meta,
+            preview,
+            running_since: RwSignal::new(None),
+            finished: RwSignal::new(None),
+            run_error: RwSignal::new(None),
+            run_generation: StoredValue::new(0),
+            share: RwSignal::new(Share::Idle),
+            link_state: StoredValue::new(None),
+            monaco_ready: RwSignal::new(false),
+            dark: RwSignal::new(false),
+        }
+    }
+
+    /// The playground as it is now (tracked: an effect calling this reruns on every change).
+    pub fn snapshot(&self) -> Playground {
+        Playground {
+            container: self.container.get(),
+            options: self.options.get(),
+            args: self.args.get(),
+            env: self.env.get(),
+            files: self.files.get(),
+            stdin_file: self.stdin_file.get(),
+            active: self.active.get(),
+        }
+    }
+
+    fn snapshot_untracked(&self) -> Playground {
+        untrack(|| self.snapshot())
+    }
+
+    /// Puts a whole playground in place.
+    pub fn load(&self, pg: Playground) {
+        let active = pg.active.min(pg.files.len().saturating_sub(1));
+        self.container.set(pg.container);
+        self.options.set(pg.options);
+        self.args.set(pg.args);
+        self.env.set(pg.env);
+        self.files.set(pg.files);
+        self.stdin_file.set(pg.stdin_file);
+        self.active.set(active);
+        self.revision.update(|r| *r += 1);
+    }
+
+    pub fn container_by_id(&self, id: &str) -> Option<Arc<Container>> {
+        self.catalog.with_untracked(|c| c.iter().find(|c| c.meta.id == id).cloned())
+    }
+
+    /// Loads the catalog, then the first playground: the link in the address bar, else the
+    /// saved edits, else the default container's files.
+    pub fn start(self) {
+        let dark = browser::prefers_dark(move |dark| self.dark.set(dark));
+        self.dark.set(dark);
+        spawn_local(async move {
+            match api::containers().await {
+                Ok(catalog) => self.catalog.set(catalog.into_iter().map(Arc::new).collect()),
+                Err(e) => {
+                    self.notice.set(Some(format!("Could not load the containers: {e}")));
+                    return;
+                }
+            }
+            if let Some(id) = browser::path().strip_prefix("/l/").filter(|id| !id.is_empty()) {
+                match api::get_link(id).await {
+                    Ok(state) if self.container_by_id(&state.container).is_some() => {
+                        self.load(Playground::from_state(state.clone()));
+                        self.link_state.set_value(Some(state));
+                        self.loaded.set(true);
+                        self.run();
+                        return;
+                    }
+                    Ok(state) => self.notice.set(Some(format!(
+                        "This link uses the container {:?}, which this server does not have.",
+                        state.container
+                    ))),
+                    Err(e) => self.notice.set(Some(format!("Could not open this link: {e}"))),
+                }
+                browser::replace_path("/");
+            }
+            let saved = browser::storage_get(STORAGE_KEY)
+                .and_then(|s| serde_json::from_str::<Playground>(&s).ok())
+                .filter(|pg| self.container_by_id(&pg.container).is_some());
+            let pg = saved.or_else(|| {
+                let catalog = self.catalog.get_untracked();
+                let first = catalog
+                    .iter()
+                    .find(|c| c.meta.id == DEFAULT_CONTAINER)
+                    .or_else(|| catalog.first())?;
+                Some(Playground::defaults(&first.meta))
+            });
+            if let Some(pg) = pg {
+                self.load(pg);
+            }
+            self.loaded.set(true);
+        });
+
+        // Keep edits in local storage; leave the link's address once the state differs.
+        Effect::new(move |_| {
+            let pg = self.snapshot();
+            if !self.loaded.get() {
+                return;
+            }
+            if let Ok(json) = serde_json::to_string(&pg) {
+                browser::storage_set(STORAGE_KEY, &json);
+            }
+            let diverged = self.link_state.with_value(|link| {
+                link.as_ref().is_some_and(|l| pg.to_state().ok().as_ref() != Some(l))
+            });
+            if diverged {
+                self.link_state.set_value(None);
+                self.share.set(Share::Idle);
+                browser::replace_path("/");
+            }
+        });
+    }
+
+    /// Switches to another container (see [`Playground::switch_to`]).
+    pub fn switch_container(&self, id: &str) {
+        let Some(new) = self.container_by_id(id) else { return };
+        let old = self.meta.get_untracked();
+        let pg = self.snapshot_untracked().switch_to(old.as_deref(), &new.meta);
+        self.load(pg);
+    }
+
+    /// Loads one of the current container's examples.
+    pub fn load_example(&self, index: usize) {
+        let Some(meta) = self.meta.get_untracked() else { return };
+        if let Some(example) = meta.examples.get(index) {
+            self.load(Playground::example(&meta, example));
+        }
+    }
+
+    pub fn set_option(&self, id: &str, value: Value) {
+        self.options.update(|o| {
+            o.insert(id.to_owned(), value);
+        });
+    }
+
+    /// Runs the playground; a run in flight is cancelled.
+    pub fn run(&self) {
+        let store = *self;
+        if self.preview.get_untracked().is_err() {
+            return;
+        }
+        let (request, files) = match self.snapshot_untracked().run_request() {
+            Ok(request) => request,
+            Err(message) => {
+                self.run_error.set(Some(message));
+                return;
+            }
+        };
+        let generation = self.run_generation.get_value() + 1;
+        self.run_generation.set_value(generation);
+        let started = browser::now_ms();
+        self.running_since.set(Some(started));
+        self.run_error.set(None);
+        let meta = self.meta.get_untracked();
+        spawn_local(async move {
+            let result = api::run(request, &files).await;
+            if store.run_generation.get_value() != generation {
+                return;
+            }
+            store.running_since.set(None);
+            match result {
+                Ok(output) => store.finished.set(Some(Finished {
+                    output: Arc::new(output),
+                    meta,
+                    waited_ms: browser::now_ms() - started,
+                })),
+                Err(ApiError::Aborted) => {}
+                Err(e) => store.run_error.set(Some(e.to_string())),
+            }
+        });
+    }
+
+    /// Cancels the run in flight.
+    pub fn cancel(&self) {
+        api::cancel_run();
+        self.run_generation.update_value(|g| *g += 1);
+        self.running_since.set(None);
+    }
+
+    /// Stores the playground behind a permalink, copies its address and shows it.
+    pub fn share(&self) {
+        let store = *self;
+        let state = match self.snapshot_untracked().to_state() {
+            Ok(state) => state,
+            Err(message) => {
+                self.share.set(Share::Failed(message));
+                return;
+            }
+        };
+        self.share.set(Share::Busy);
+        spawn_local(async move {
+            match api::create_link(&state).await {
+                Ok(link) => {
+                    let url = format!("{}{}", browser::origin(), link.url);
+                    let copied = browser::copy_text(&url).await;
+                    store.link_state.set_value(Some(state));
+                    browser::replace_path(&link.url);
+                    store.share.set(Share::Done { url, copied });
+                }
+                Err(e) => store.share.set(Share::Failed(e.to_string())),
+            }
+        });
+    }
+}
