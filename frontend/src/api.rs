@@ -86,17 +86,15 @@ pub async fn containers() -> Result<Vec<Container>, ApiError> {
 }
 
 /// Parses the catalog. Each entry is the container's metadata flattened together with
-/// `long_description` and `image: {built, digest, size}`; the metadata has an `image` recipe of
-/// its own, so an entry carries `image` twice and the last one (the status) wins here.
+/// `long_description` and `image_status: {built, digest, size}`.
 pub fn parse_catalog(bytes: &[u8]) -> Result<Vec<Container>, ApiError> {
     let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
     entries
         .into_iter()
         .map(|mut entry| {
-            let status = entry.remove("image").unwrap_or_default();
+            let status = entry.remove("image_status").unwrap_or_default();
             let built = status.get("built").and_then(serde_json::Value::as_bool).unwrap_or(false);
             entry.remove("long_description");
-            entry.insert("image".into(), serde_json::json!({}));
             let meta = serde_json::from_value(serde_json::Value::Object(entry))?;
             Ok(Container { meta, built })
         })
@@ -262,11 +260,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_entries_keep_the_status_and_drop_the_duplicate_image_key() {
+    fn catalog_entries_keep_their_image_status() {
         let json = br#"[{"id":"busybox","name":"BusyBox","version":"1","description":"d",
             "image":{"debian":[],"oci_archive":null,"builtin":"busybox"},
             "run":{"argv":["sh"]},"long_description":"x",
-            "image":{"built":true,"digest":"sha256:00","size":1}}]"#;
+            "image_status":{"built":true,"digest":"sha256:00","size":1}}]"#;
         let catalog = parse_catalog(json).unwrap();
         assert_eq!(catalog[0].meta.id, "busybox");
         assert!(catalog[0].built);

@@ -156,11 +156,11 @@ async fn the_catalog_lists_every_container_with_its_image_state() {
         list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"gcc") && ids.contains(&"graphviz") && ids.len() >= 13, "{ids:?}");
     let busybox = list.as_array().unwrap().iter().find(|c| c["id"] == "busybox").unwrap();
-    assert_eq!(busybox["image"]["built"], true);
-    assert_eq!(busybox["image"]["digest"], "sha256:abc");
+    assert_eq!(busybox["image_status"]["built"], true);
+    assert_eq!(busybox["image_status"]["digest"], "sha256:abc");
     let one = send(&h, Request::get("/api/v1/containers/gcc").body(Body::empty()).unwrap()).await;
     let gcc = body_json(one).await;
-    assert_eq!(gcc["image"]["built"], false);
+    assert_eq!(gcc["image_status"]["built"], false);
     assert!(gcc["options"].as_array().unwrap().iter().any(|o| o["id"] == "optimization"));
     let missing =
         send(&h, Request::get("/api/v1/containers/nope").body(Body::empty()).unwrap()).await;

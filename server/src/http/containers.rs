@@ -21,7 +21,8 @@ pub struct ContainerInfo {
     /// The Markdown description beside the metadata, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub long_description: Option<String>,
-    pub image: ImageStatus,
+    /// Whether the image is built on this server (the metadata's `image` is its recipe).
+    pub image_status: ImageStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,7 +44,7 @@ pub fn info(state: &SharedState, entry: &crate::catalog::Entry) -> ContainerInfo
     ContainerInfo {
         meta: entry.meta.clone(),
         long_description: entry.long_description.clone(),
-        image,
+        image_status: image,
     }
 }
 
