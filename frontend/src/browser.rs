@@ -30,6 +30,25 @@ pub fn path() -> String {
     window().and_then(|w| w.location().pathname().ok()).unwrap_or_default()
 }
 
+/// A query parameter of the current page (`?container=gcc` -> `Some("gcc")`), decoded.
+pub fn query_param(name: &str) -> Option<String> {
+    let search = window()?.location().search().ok()?;
+    search.trim_start_matches('?').split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            return None;
+        }
+        js_sys::decode_uri_component(&value.replace('+', " ")).ok()?.as_string()
+    })
+}
+
+/// Opens a URL in a new browsing context (from an embedded view: outside the iframe).
+pub fn open_new_tab(url: &str) {
+    if let Some(w) = window() {
+        let _ = w.open_with_url_and_target(url, "_blank");
+    }
+}
+
 /// `https://host:port` of the current page.
 pub fn origin() -> String {
     window().and_then(|w| w.location().origin().ok()).unwrap_or_default()

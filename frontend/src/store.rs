@@ -82,6 +82,8 @@ pub struct Store {
 
     pub monaco_ready: RwSignal<bool>,
     pub dark: RwSignal<bool>,
+    /// The compact view for iframes (`/embed/...`): it does not touch the saved edits.
+    pub embed: bool,
 }
 
 pub fn use_store() -> Store {
@@ -136,6 +138,7 @@ impl Store {
             link_state: StoredValue::new(None),
             monaco_ready: RwSignal::new(false),
             dark: RwSignal::new(false),
+            embed: browser::path().starts_with("/embed/"),
         }
     }
 
@@ -186,7 +189,9 @@ impl Store {
                     return;
                 }
             }
-            if let Some(id) = browser::path().strip_prefix("/l/").filter(|id| !id.is_empty()) {
+            let path = browser::path();
+            let link = path.strip_prefix("/l/").or_else(|| path.strip_prefix("/embed/l/"));
+            if let Some(id) = link.filter(|id| !id.is_empty()) {
                 match api::get_link(id).await {
                     Ok(state) if self.container_by_id(&state.container).is_some() => {
                         self.load(Playground::from_state(state.clone()));
@@ -201,7 +206,31 @@ impl Store {
                     ))),
                     Err(e) => self.notice.set(Some(format!("Could not open this link: {e}"))),
                 }
-                browser::replace_path("/");
+                if !self.embed {
+                    browser::replace_path("/");
+                }
+            }
+            // A tool (and example) named by the address: `/?container=ID&example=NAME`, or the
+            // embedded view `/embed/ID?example=NAME`.
+            let named = path
+                .strip_prefix("/embed/")
+                .filter(|rest| !rest.starts_with("l/"))
+                .map(str::to_owned)
+                .or_else(|| browser::query_param("container"));
+            if let Some(container) = named.as_deref().and_then(|id| self.container_by_id(id)) {
+                let meta = &container.meta;
+                let example = browser::query_param("example")
+                    .and_then(|name| meta.examples.iter().find(|e| e.name == name));
+                let pg = match example {
+                    Some(example) => Playground::example(meta, example),
+                    None => Playground::defaults(meta),
+                };
+                self.load(pg);
+                self.loaded.set(true);
+                if !self.embed {
+                    browser::replace_path("/");
+                }
+                return;
             }
             let saved = browser::storage_get(STORAGE_KEY)
                 .and_then(|s| serde_json::from_str::<Playground>(&s).ok())
@@ -224,6 +253,9 @@ impl Store {
         Effect::new(move |_| {
             let pg = self.snapshot();
             if !self.loaded.get() {
+                return;
+            }
+            if self.embed {
                 return;
             }
             if let Ok(json) = serde_json::to_string(&pg) {
@@ -304,6 +336,27 @@ impl Store {
         api::cancel_run();
         self.run_generation.update_value(|g| *g += 1);
         self.running_since.set(None);
+    }
+
+    /// From the embedded view: stores the playground behind a permalink and opens it in the full
+    /// app, in a new tab.
+    pub fn open_in_app(&self) {
+        let store = *self;
+        let state = match self.snapshot_untracked().to_state() {
+            Ok(state) => state,
+            Err(message) => {
+                self.notice.set(Some(message));
+                return;
+            }
+        };
+        spawn_local(async move {
+            match api::create_link(&state).await {
+                Ok(link) => browser::open_new_tab(&format!("{}{}", browser::origin(), link.url)),
+                Err(e) => {
+                    store.notice.set(Some(format!("Could not open it in Program Explorer: {e}")))
+                }
+            }
+        });
     }
 
     /// Stores the playground behind a permalink, copies its address and shows it.

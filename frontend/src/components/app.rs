@@ -26,6 +26,9 @@ pub fn App() -> impl IntoView {
         }
     });
 
+    if store.embed {
+        return view! { <EmbedView /> }.into_any();
+    }
     view! {
         <div class="app">
             <Header />
@@ -50,6 +53,53 @@ pub fn App() -> impl IntoView {
                     <OptionsForm />
                     <AdvancedPanel />
                     <CommandPreview />
+                    <RunBar />
+                    <OutputPanel />
+                </section>
+            </main>
+        </div>
+    }
+    .into_any()
+}
+
+/// The compact view for an `<iframe>` (`/embed/ID`, `/embed/l/ID`): the files, Run and the
+/// output, with a link that opens the same state in the full app.
+#[component]
+fn EmbedView() -> impl IntoView {
+    let store = crate::store::use_store();
+    let name = move || store.meta.get().map(|m| m.name.clone()).unwrap_or_default();
+    view! {
+        <div class="app embed">
+            <header class="embed-bar">
+                <strong>{name}</strong>
+                <button
+                    type="button"
+                    class="link-button"
+                    data-testid="open-in-pe"
+                    title="Open this playground, as it is now, in Program Explorer"
+                    on:click=move |_| store.open_in_app()
+                >
+                    "Open in Program Explorer ↗"
+                </button>
+            </header>
+            {move || {
+                store
+                    .notice
+                    .get()
+                    .map(|notice| {
+                        view! {
+                            <p class="notice" role="alert" data-testid="notice">
+                                {notice}
+                            </p>
+                        }
+                    })
+            }}
+            <main class="workspace">
+                <section class="pane input-pane" aria-label="Input files">
+                    <FileTabs />
+                    <CodeEditor />
+                </section>
+                <section class="pane run-pane" aria-label="Run and output">
                     <RunBar />
                     <OutputPanel />
                 </section>
