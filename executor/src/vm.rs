@@ -68,6 +68,9 @@ impl VmConfig {
         cmd.args(["-M", "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,isa-serial=off,rtc=on"]);
         cmd.args(self.accel.qemu_args());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);
+        // QEMU's own seccomp filter: an escape into the QEMU process cannot spawn programs,
+        // gain privileges or use obsolete system calls.
+        cmd.args(["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]);
         cmd.arg("-bios").arg(&self.bios);
         cmd.args(["-m", &memory_mib.to_string(), "-smp", "1"]);
         cmd.arg("-kernel").arg(&self.kernel);
