@@ -70,7 +70,10 @@ impl VmConfig {
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);
         // QEMU's own seccomp filter: an escape into the QEMU process cannot spawn programs,
         // gain privileges or use obsolete system calls.
-        cmd.args(["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]);
+        cmd.args([
+            "-sandbox",
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        ]);
         cmd.arg("-bios").arg(&self.bios);
         cmd.args(["-m", &memory_mib.to_string(), "-smp", "1"]);
         cmd.arg("-kernel").arg(&self.kernel);
@@ -95,7 +98,9 @@ impl VmConfig {
 fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
     // QEMU option values escape ',' by doubling it.
     let path = path.display().to_string().replace(',', ",,");
-    format!("id={id},file={path},format=raw,if=none,cache=unsafe{extra}").into()
+    // werror/rerror=report: a write that fails on the host (a full disk) is an I/O error in the
+    // guest, which then ends; QEMU's default would pause the VM until the host deadline.
+    format!("id={id},file={path},format=raw,if=none,cache=unsafe,werror=report,rerror=report{extra}").into()
 }
 
 /// Runs `job` in a VM booted for it.

@@ -35,6 +35,12 @@ impl Backend for Fake {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
         Box::pin(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if job.env.get("FAKE_FAIL").is_some_and(|v| v == "disk-full") {
+                return Err(ExecError::WorkDir {
+                    path: "/var/lib/pe/work".into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                });
+            }
             if let Some(gate) = &self.gate {
                 let _permit = gate.acquire().await;
             }
@@ -676,4 +682,31 @@ async fn hostile_strings_and_cut_bodies_are_refused_before_any_vm() {
         .unwrap();
     assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "truncated").await;
     assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn faults_on_the_server_side_are_clear_503s() {
+    let h = harness(1, 4, 0, None);
+    // The work directory's disk is full.
+    let full = json!({"container": "busybox", "env": {"FAKE_FAIL": "disk-full"}});
+    assert_error(
+        send(&h, json_run(full)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "No space left on device",
+    )
+    .await;
+    // The image file was deleted under the server.
+    let digest_file = h._dirs.0.path().join("sha256/abc");
+    std::fs::remove_file(&digest_file).unwrap();
+    assert_error(
+        send(&h, json_run(hello())).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "rebuild it",
+    )
+    .await;
+    // The service recovers by itself once the image is back.
+    std::fs::write(&digest_file, b"hsqs").unwrap();
+    assert_eq!(send(&h, json_run(hello())).await.status(), StatusCode::OK);
 }

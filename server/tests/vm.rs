@@ -328,3 +328,31 @@ fn python_errors_show_on_stderr_with_a_non_zero_exit() {
     assert!(json["stderr"].as_str().unwrap().contains("ValueError: something went wrong"));
     assert_eq!(json["argv"], serde_json::json!(["python3", "main.py"]));
 }
+
+#[test]
+fn a_full_disk_fails_the_job_clearly_and_leaves_nothing() {
+    assert_ready();
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // A work directory on a 256 KiB tmpfs: the answer of a chatty job does not fit.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "pe-test-full", work.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root (the tests run as root)");
+    let out = Command::new(env!("CARGO_BIN_EXE_pe"))
+        .args(["run", "--json", "busybox", "--", "sh", "-c", "yes | head -c 900000"])
+        .current_dir(tmp.path())
+        .env("PE_WORK_DIR", work.path())
+        .output()
+        .unwrap();
+    let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let _ = Command::new("umount").arg(work.path()).status();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(json["status"], "failed_to_start", "{json}");
+    assert!(json["message"].as_str().unwrap_or("").contains("without a valid answer"), "{json}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The next job, with room, runs normally.
+    let run = pe_run(&["busybox", "--", "echo", "recovered"], tmp.path());
+    assert_eq!(run.stdout(), "recovered\n");
+}

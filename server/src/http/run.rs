@@ -181,7 +181,7 @@ async fn run(
             state.metrics.refused(false);
             return Err(AppError::Busy { retry_after });
         }
-        Err(err) => return Err(AppError::internal(err)),
+        Err(err) => return Err(exec_error(err)),
     };
     let timeout_ms = job.limits.timeout.as_millis() as u64;
     let mut answer = RunAnswer::from_job(output, &job.argv, &image, timeout_ms);
@@ -206,6 +206,31 @@ async fn run(
         Form::Json => axum::Json(answer.to_json()).into_response(),
     };
     Ok(with_rate(response, decision))
+}
+
+/// A job the executor could not run at all. Trouble on the server's side that may pass (a full
+/// disk, QEMU missing, shutting down) is a 503 with its cause; anything else is internal.
+fn exec_error(err: executor::ExecError) -> AppError {
+    use executor::ExecError;
+    let cause = |err: &dyn std::error::Error| {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    };
+    match &err {
+        ExecError::WorkDir { .. }
+        | ExecError::Spawn { .. }
+        | ExecError::ShuttingDown(_)
+        | ExecError::Image(_) => {
+            tracing::warn!(error = %cause(&err), "a job could not be started");
+            AppError::Unavailable(format!("the server cannot run jobs right now: {}", cause(&err)))
+        }
+        _ => AppError::internal(err),
+    }
 }
 
 fn with_rate(mut response: Response, decision: Option<crate::ratelimit::Decision>) -> Response {
