@@ -356,3 +356,102 @@ fn a_full_disk_fails_the_job_clearly_and_leaves_nothing() {
     let run = pe_run(&["busybox", "--", "echo", "recovered"], tmp.path());
     assert_eq!(run.stdout(), "recovered\n");
 }
+
+#[test]
+fn output_files_over_their_limits_are_cut_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1000 tiny files, a 40 MB file, and a directory nested deeper than archives allow.
+    let script = "for i in $(seq 1000); do : > /output/f$i; done; \
+                  head -c 40000000 /dev/zero > /output/big; \
+                  d=/output/deep; for i in $(seq 40); do d=$d/d; done; mkdir -p $d; echo done";
+    let run = pe_run(&["--json", "busybox", "--", "sh", "-c", script], tmp.path());
+    let json = run.json();
+    assert_eq!(json["stdout"], "done\n", "{json}");
+    assert_eq!(json["status"], "output_limit", "{json}");
+    assert_eq!(json["truncated"]["files"], true);
+    let files = json["files"].as_array().unwrap();
+    assert!(files.len() <= shared::limits::DEFAULT_OUTPUT_ENTRIES, "{} files", files.len());
+    let bytes: u64 = files.iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    assert!(bytes <= shared::limits::DEFAULT_OUTPUT_BYTES);
+    assert!(json["message"].as_str().unwrap().contains("output files reached their limit"));
+}
+
+#[test]
+fn filling_tmp_fails_inside_the_job_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = "dd if=/dev/zero of=/tmp/fill bs=1M 2>&1 | grep -o 'No space left on device' | head -1; \
+                  echo x > /output/still-here 2>&1 || echo 'output full too'; echo after";
+    let run = pe_run(&["busybox", "--", "sh", "-c", script], tmp.path());
+    let stdout = run.stdout();
+    assert!(stdout.contains("No space left on device"), "{stdout}");
+    assert!(stdout.ends_with("after\n"), "the job goes on after the failed write: {stdout}");
+    let next = pe_run(&["busybox", "--", "echo", "fine"], tmp.path());
+    assert_eq!(next.stdout(), "fine\n", "the next job is unaffected");
+}
+
+#[test]
+fn odd_programs_end_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Closing stdout early.
+    let run = pe_run(
+        &["--json", "busybox", "--", "sh", "-c", "exec 1>&-; echo on-stderr >&2; exit 4"],
+        tmp.path(),
+    );
+    let json = run.json();
+    assert_eq!(
+        (json["status"].as_str(), json["exit_code"].as_i64()),
+        (Some("exited"), Some(4)),
+        "{json}"
+    );
+    assert_eq!(json["stderr"], "on-stderr\n");
+    // Signals to PID 1 of the container: ignored from inside (it is the namespace's init).
+    let run = pe_run(
+        &["busybox", "--", "sh", "-c", "kill -KILL 1; kill -TERM 1; echo survived"],
+        tmp.path(),
+    );
+    assert_eq!(run.stdout(), "survived\n", "{}", run.stderr());
+    // Children that sleep past the limit after the main program stopped waiting for them.
+    let run = pe_run(
+        &[
+            "--json",
+            "--timeout",
+            "2",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "(sleep 100; echo late) & (sleep 100 &) ; sleep 100",
+        ],
+        tmp.path(),
+    );
+    let json = run.json();
+    assert_eq!(json["status"], "timeout", "{json}");
+    assert!(
+        run.took < Duration::from_secs(2) + boot_allowance(&json) + Duration::from_secs(3),
+        "took {:?}",
+        run.took
+    );
+}
+
+#[test]
+fn a_job_sees_nothing_of_the_host_or_other_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = format!("host-secret-{}", std::process::id());
+    fs::write(tmp.path().join("secret.txt"), &marker).unwrap();
+    // The VM has no shared filesystem: search everything readable for the host file's content.
+    let script = format!(
+        "ls /; cat /proc/mounts | cut -d' ' -f3 | sort -u | tr '\\n' ' '; echo; \
+         grep -rs {marker} / --exclude-dir=proc --exclude-dir=sys | head -1; echo searched"
+    );
+    let run = pe_run(&["busybox", "--", "sh", "-c", &script], tmp.path());
+    let stdout = run.stdout();
+    assert!(stdout.ends_with("searched\n"), "{stdout}");
+    assert!(
+        !stdout.contains(&format!("{marker}\n")) && !stdout.contains(&format!(":{marker}")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("9p") && !stdout.contains("virtiofs") && !stdout.contains("nfs"),
+        "{stdout}"
+    );
+}
