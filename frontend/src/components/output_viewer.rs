@@ -27,12 +27,10 @@ pub fn OutputViewer(path: String, data: Vec<u8>, view: View) -> impl IntoView {
         }
     });
     let body = match view {
-        View::Text => view! {
-            <pre class="file-text" data-testid="output-text" tabindex="0">
-                {String::from_utf8_lossy(&data).into_owned()}
-            </pre>
+        View::Text => {
+            view! { <ReadOnlyCode text=String::from_utf8_lossy(&data).into_owned() path=path.clone() /> }
+                .into_any()
         }
-        .into_any(),
         View::Image | View::Svg => {
             view! { <img class="file-image" data-testid="output-image" src=url alt=path.clone() /> }
                 .into_any()
@@ -59,4 +57,43 @@ pub fn OutputViewer(path: String, data: Vec<u8>, view: View) -> impl IntoView {
         {body}
         <p class="viewer-actions">{download}</p>
     }
+}
+
+/// A text output file in a read-only Monaco editor (with the language of its extension).
+#[component]
+fn ReadOnlyCode(text: String, path: String) -> impl IntoView {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    let store = crate::store::use_store();
+    let host = NodeRef::<leptos::html::Div>::new();
+    let editor = StoredValue::new_local(None::<crate::monaco::Editor>);
+    let source = StoredValue::new((text, path));
+    Effect::new(move |_| {
+        if !store.monaco_ready.get() || editor.with_value(Option::is_some) {
+            return;
+        }
+        let Some(element) = host.get() else { return };
+        let (text, path) = source.get_value();
+        let ignore_change = Closure::<dyn Fn(String)>::new(|_: String| {});
+        let ignore_run = Closure::<dyn Fn()>::new(|| {});
+        let created = crate::monaco::create_editor(
+            &element,
+            &text,
+            format::language_for(&path),
+            true,
+            &format!("Output file {path}"),
+            ignore_change.into_js_value().unchecked_ref(),
+            ignore_run.into_js_value().unchecked_ref(),
+        );
+        editor.set_value(Some(created));
+    });
+    on_cleanup(move || {
+        editor.with_value(|e| {
+            if let Some(e) = e {
+                e.dispose();
+            }
+        });
+    });
+    view! { <div class="file-code" data-testid="output-text" node_ref=host></div> }
 }
