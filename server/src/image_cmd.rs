@@ -22,14 +22,14 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     match cmd {
         ImageCommand::Build { ids, all, force } => {
-            build_images(exec, catalog, &select(catalog, ids, all)?, force)
+            build_images(exec, &select(catalog, ids, all)?, force)
         }
         ImageCommand::List => {
             list(exec, catalog);
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Info { id } => info(exec, catalog, &id),
-        ImageCommand::Test { ids, all } => test(exec, catalog, &select(catalog, ids, all)?).await,
+        ImageCommand::Test { ids, all } => test(exec, &select(catalog, ids, all)?).await,
         ImageCommand::Rm { id } => {
             if exec.images().remove(&id)? {
                 println!("removed {id}");
@@ -60,7 +60,6 @@ fn select(catalog: &Catalog, ids: Vec<String>, all: bool) -> anyhow::Result<Vec<
 
 fn build_images(
     exec: &ExecutorArgs,
-    catalog: &Catalog,
     metas: &[&ContainerMeta],
     force: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -86,7 +85,6 @@ fn build_images(
             failed.push(meta.id.clone());
         }
     }
-    let _ = catalog;
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -196,12 +194,7 @@ fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-async fn test(
-    exec: &ExecutorArgs,
-    catalog: &Catalog,
-    metas: &[&ContainerMeta],
-) -> anyhow::Result<ExitCode> {
-    let _ = catalog;
+async fn test(exec: &ExecutorArgs, metas: &[&ContainerMeta]) -> anyhow::Result<ExitCode> {
     let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
     eprintln!("running examples on {} ({})", chosen.name, chosen.reason);
     let pool = Pool::new(chosen.backend.clone(), 1, 0, Duration::from_secs(2));

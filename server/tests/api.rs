@@ -1,7 +1,6 @@
 //! The HTTP API through `app(state).oneshot(...)`, with a fake backend standing in for the VMs
 //! (fast; the real VM path is covered by tests/serve.rs and tests/vm.rs).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -504,7 +503,6 @@ async fn operations_endpoints_answer() {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
-    let _ = BTreeMap::<(), ()>::new();
 }
 
 /// Every internal link (href or src starting with "/") of a page.

@@ -251,7 +251,6 @@ fn tool_page(
     image: Option<&executor::image::ImageInfo>,
     public_url: &str,
 ) -> String {
-    let id = escape(&meta.id);
     let playground = format!("/?container={}", encode(&meta.id));
     let mut body = format!(
         "<h1>{name}</h1><p class=\"lead\">{desc}</p><p><a class=\"button\" href=\"{playground}\">Open in the playground</a></p>",
@@ -349,7 +348,6 @@ fn tool_page(
         name = escape(&meta.name),
         snippet = escape(&snippet),
     ));
-    let _ = id;
     body
 }
 
