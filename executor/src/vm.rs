@@ -100,7 +100,10 @@ fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
     let path = path.display().to_string().replace(',', ",,");
     // werror/rerror=report: a write that fails on the host (a full disk) is an I/O error in the
     // guest, which then ends; QEMU's default would pause the VM until the host deadline.
-    format!("id={id},file={path},format=raw,if=none,cache=unsafe,werror=report,rerror=report{extra}").into()
+    format!(
+        "id={id},file={path},format=raw,if=none,cache=unsafe,werror=report,rerror=report{extra}"
+    )
+    .into()
 }
 
 /// Runs `job` in a VM booted for it.
