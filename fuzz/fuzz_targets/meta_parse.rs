@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = meta.render(&meta.defaults(), &[]);
         return;
     }
-    let rendered = meta.render(&meta.defaults(), &["extra".to_owned()]).expect("valid metadata renders its defaults");
+    let rendered = meta
+        .render(&meta.defaults(), &["extra".to_owned()])
+        .expect("valid metadata renders its defaults");
     assert!(rendered.argv.iter().any(|a| a == "extra"), "extra arguments are kept");
     for example in &meta.examples {
         meta.render(&example.options, &example.args).expect("valid metadata renders its examples");
