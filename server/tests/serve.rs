@@ -277,3 +277,34 @@ fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
     assert_eq!(status, 200);
     assert_eq!(json["stdout"], "fine\n", "{json}");
 }
+
+#[test]
+fn hostile_jobs_through_the_api_end_with_clear_statuses() {
+    let server = start(&[("PE_TIMEOUT_SECS", "3"), ("PE_WARM", "none")]);
+    let run = |script: &str| {
+        let body = serde_json::json!({"container": "busybox", "files": [{"path": "main.sh", "content": script}]});
+        let (status, _, json) = run_json(server.port, &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        json
+    };
+    let json = run("echo start; while :; do :; done");
+    assert_eq!(
+        (json["status"].as_str(), json["stdout"].as_str()),
+        (Some("timeout"), Some("start\n")),
+        "{json}"
+    );
+    assert!(json["message"].as_str().unwrap().contains("time limit of 3 s"), "{json}");
+    let json = run("yes | head -c 50000000");
+    assert_eq!(json["status"], "output_limit", "{json}");
+    assert_eq!(json["truncated"]["stdout"], true);
+    let json = run("nc -w 1 192.0.2.1 80 </dev/null; ls /sys/class/net");
+    assert_eq!(json["stdout"], "lo\n", "{json}");
+    assert!(json["stderr"].as_str().unwrap().contains("Network is unreachable"), "{json}");
+    let json = run("bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 1; echo alive");
+    assert!(["exited", "timeout"].contains(&json["status"].as_str().unwrap()), "{json}");
+    // None of these results is cached: they hit a limit.
+    let json = run("echo start; while :; do :; done");
+    assert_eq!(json["cached"], false);
+    let left: Vec<_> = std::fs::read_dir(server.work.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
