@@ -32,18 +32,7 @@ pub fn App() -> impl IntoView {
     view! {
         <div class="app">
             <Header />
-            {move || {
-                store
-                    .notice
-                    .get()
-                    .map(|notice| {
-                        view! {
-                            <p class="notice" role="alert" data-testid="notice">
-                                {notice}
-                            </p>
-                        }
-                    })
-            }}
+            <Notice />
             <main class="workspace">
                 <section class="pane input-pane" aria-label="Input files">
                     <FileTabs />
@@ -82,18 +71,7 @@ fn EmbedView() -> impl IntoView {
                     "Open in Program Explorer ↗"
                 </button>
             </header>
-            {move || {
-                store
-                    .notice
-                    .get()
-                    .map(|notice| {
-                        view! {
-                            <p class="notice" role="alert" data-testid="notice">
-                                {notice}
-                            </p>
-                        }
-                    })
-            }}
+            <Notice />
             <main class="workspace">
                 <section class="pane input-pane" aria-label="Input files">
                     <FileTabs />
@@ -105,5 +83,20 @@ fn EmbedView() -> impl IntoView {
                 </section>
             </main>
         </div>
+    }
+}
+
+/// A problem loading the catalog or a link, shown above everything.
+#[component]
+fn Notice() -> impl IntoView {
+    let store = crate::store::use_store();
+    move || {
+        store.notice.get().map(|notice| {
+            view! {
+                <p class="notice" role="alert" data-testid="notice">
+                    {notice}
+                </p>
+            }
+        })
     }
 }
