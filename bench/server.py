@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Server benchmark: end-to-end latency through `pe serve` with pre-booted (warm) VMs against
-cold boots, the pipeline overhead (end-to-end minus the program's own time in the guest), cache-hit
-latency, throughput with 1 and 2 slots, and the memory of a waiting VM. Every figure comes from
-one invocation on one machine, so the ratios hold wherever it runs.
+"""Server benchmark: end-to-end latency through `pe serve` with warm VMs, made either way
+(`PE_WARM_START=boot`: pre-booted; `snapshot`: restored from a saved template), against cold
+boots; the pipeline overhead (end-to-end minus the program's own time in the guest); cache-hit
+latency; throughput with 1 and 2 slots; and the host memory of a waiting VM. Every figure comes
+from one invocation on one machine, so the ratios hold wherever it runs.
 
     bench/server.py [--runs N]        (needs scripts/setup.sh and the busybox, python, gcc images)
 
@@ -41,12 +42,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, warm, slots=1, queue=64):
+    def __init__(self, warm, slots=1, queue=64, start="snapshot"):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="pe-bench-data-")
         self.work = tempfile.mkdtemp(prefix="pe-bench-work-")
         env = dict(os.environ, PE_WARM=warm, PE_DATA_DIR=self.data, PE_WORK_DIR=self.work,
-                   PE_SLOTS=str(slots), PE_QUEUE=str(queue), PE_RATE_PER_MINUTE="0", RUST_LOG="warn")
+                   PE_SLOTS=str(slots), PE_QUEUE=str(queue), PE_WARM_START=start, PE_RATE_PER_MINUTE="0", RUST_LOG="warn")
         self.proc = subprocess.Popen([PE, "serve", "--listen", f"127.0.0.1:{self.port}"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -85,21 +86,31 @@ class Server:
                 return
             time.sleep(0.05)
 
-    def qemu_rss_kib(self):
-        total, count = 0, 0
+    def qemu_memory_kib(self):
+        """(RSS, private memory, processes) of this server's QEMUs: RSS counts the pages of a
+        clone's template RAM file that it maps, private memory only what it has of its own."""
+        total, private, count = 0, 0, 0
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
                 if "qemu-system" in cmd and self.work in cmd:
-                    for line in open(f"/proc/{pid}/status"):
-                        if line.startswith("VmRSS:"):
+                    for line in open(f"/proc/{pid}/smaps_rollup"):
+                        if line.startswith("Rss:"):
                             total += int(line.split()[1])
-                            count += 1
+                        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                            private += int(line.split()[1])
+                    count += 1
             except OSError:
                 pass
-        return total, count
+        return total, private, count
+
+    def metric(self, name):
+        for line in self.get("/metrics")[1].decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -120,7 +131,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def latency(server, body, runs, warm_n):
+def latency(server, body, runs, warm_n, start=None):
     e2e, overhead, run_ms = [], [], []
     for i in range(runs):
         if warm_n:
@@ -130,8 +141,8 @@ def latency(server, body, runs, warm_n):
         e2e.append(took)
         run_ms.append(result["timings_ms"]["run"])
         overhead.append(took - result["timings_ms"]["run"])
-        if warm_n and result["backend"].get("start") != "warm":
-            raise SystemExit(f"expected a warm VM, got {result['backend']}")
+        if start and result["backend"].get("start") != start:
+            raise SystemExit(f"expected a {start} VM, got {result['backend']}")
     return e2e, overhead, run_ms
 
 
@@ -143,15 +154,25 @@ def main():
     print(f"Server benchmark, {args.runs} runs per case, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}, command: bench/server.py --runs {args.runs}\n")
 
+    spec = "busybox=1,python=1,gcc=1"
     cold = Server("none")
-    warm = Server("busybox=1,python=1,gcc=1")
-    rows = []
+    modes = [("pre-booted", "boot", "warm"), ("snapshot", "snapshot", "snapshot")]
+    rows, memory = [], []
     try:
+        for label, start, kind in modes:
+            server = Server(spec, start=start)
+            try:
+                for name, body in CASES:
+                    e2e, over, run = latency(server, body, args.runs, 3, kind)
+                    rows.append((name, label, e2e, over, run))
+                rss, private, count = server.qemu_memory_kib()
+                templates = server.metric("pe_snapshot_template_bytes") / 1024
+                memory.append((label, count, rss, private, templates))
+            finally:
+                server.stop()
         for name, body in CASES:
-            c_e2e, c_over, c_run = latency(cold, body, args.runs, 0)
-            w_e2e, w_over, w_run = latency(warm, body, args.runs, 3)
-            rows.append((name, c_e2e, c_over, c_run, w_e2e, w_over, w_run))
-        rss, count = warm.qemu_rss_kib()
+            e2e, over, run = latency(cold, body, args.runs, 0, "cold")
+            rows.append((name, "cold", e2e, over, run))
         # Cache hits: the same request again and again.
         body = CASES[0][1]
         cold.run(body, bypass=False)
@@ -162,30 +183,35 @@ def main():
             hits.append(took)
     finally:
         cold.stop()
-        warm.stop()
 
-    print("| case | cold p50 ms | cold p95 | warm p50 ms | warm p95 | program in guest p50 | "
-          "overhead cold p50 | overhead warm p50 | warm / cold |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, c_e2e, c_over, c_run, w_e2e, w_over, w_run in rows:
-        ratio = statistics.median(w_e2e) / statistics.median(c_e2e)
-        print(f"| {name} | {statistics.median(c_e2e):.0f} | {pct(c_e2e, 95):.0f} | "
-              f"{statistics.median(w_e2e):.0f} | {pct(w_e2e, 95):.0f} | {statistics.median(w_run):.0f} | "
-              f"{statistics.median(c_over):.0f} | {statistics.median(w_over):.0f} | {ratio:.2f} |")
+    print("| case | start | p50 ms | p95 ms | program in guest p50 | overhead p50 | p50 / cold p50 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, _ in CASES:
+        cold_p50 = next(statistics.median(r[2]) for r in rows if r[0] == name and r[1] == "cold")
+        for label in ["cold", "pre-booted", "snapshot"]:
+            _, _, e2e, over, run = next(r for r in rows if r[0] == name and r[1] == label)
+            print(f"| {name} | {label} | {statistics.median(e2e):.0f} | {pct(e2e, 95):.0f} | "
+                  f"{statistics.median(run):.0f} | {statistics.median(over):.0f} | "
+                  f"{statistics.median(e2e) / cold_p50:.2f} |")
     print()
     print(f"Cache hit (200 requests, loopback, JSON form): p50 {statistics.median(hits):.2f} ms, "
           f"p99 {pct(hits, 99):.2f} ms, max {max(hits):.2f} ms.")
-    print(f"Memory of waiting VMs: {count} QEMU processes, {rss / 1024:.0f} MiB RSS in all, "
-          f"{rss / 1024 / max(count, 1):.0f} MiB each (1 GiB guests; pages are only touched as used).")
+    print()
+    print("| waiting VMs (1 GiB guests) | QEMUs | RSS each MiB | private each MiB | template RAM files MiB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, count, rss, private, templates in memory:
+        print(f"| {label} | {count} | {rss / 1024 / max(count, 1):.0f} | "
+              f"{private / 1024 / max(count, 1):.0f} | {templates / 1024:.0f} |")
     print()
 
     # Throughput: a steady stream (more jobs than slots at all times), busybox `true`.
     print("| throughput, 16 busybox `true` jobs | slots | jobs/s | per-job guest time p50 ms | "
           "jobs/s / (slots / guest time) |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for warm_spec in ["none", "busybox=2"]:
+    for label, warm_spec, start in [("cold", "none", "boot"), ("pre-booted", "busybox=2", "boot"),
+                                    ("snapshot", "busybox=2", "snapshot")]:
         for slots in [1, 2]:
-            server = Server(warm_spec, slots=slots)
+            server = Server(warm_spec, slots=slots, start=start)
             try:
                 jobs = 16
                 t0 = time.perf_counter()
@@ -197,7 +223,6 @@ def main():
             guest = statistics.median([r[1]["timings_ms"]["run"] for r in results]) / 1000
             rate = jobs / elapsed
             ideal = slots / guest
-            label = "cold" if warm_spec == "none" else "warm"
             print(f"| {label} | {slots} | {rate:.2f} | {guest * 1000:.0f} | {rate / ideal:.2f} |")
 
 

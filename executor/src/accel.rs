@@ -152,7 +152,7 @@ fn read_cached(path: &Path, key: &str) -> Option<AccelReport> {
 
 /// Boots the init in probe mode (it powers off as soon as it runs) on KVM.
 async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
-    let dir = tempfile::tempdir_in(&config.work_dir).map_err(|e| e.to_string())?;
+    let dir = crate::workdir::create(&config.work_dir, "probe").map_err(|e| e.to_string())?;
     let disk = dir.path().join("empty");
     fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
     let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };

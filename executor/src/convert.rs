@@ -9,7 +9,7 @@ use shared::guest::{
 
 use crate::ExecError;
 use crate::image::ImageFormat;
-use crate::job::{Job, JobOutput, Outcome, RanOn, Truncated, Usage};
+use crate::job::{Job, JobLimits, JobOutput, Outcome, RanOn, Truncated, Usage};
 
 /// Memory the guest keeps for its kernel, init and crun; the program's cgroup gets the rest.
 const GUEST_RESERVED_MIB: u32 = 96;
@@ -55,8 +55,7 @@ pub fn request_bytes(job: &Job) -> Result<Vec<u8>, ExecError> {
 }
 
 /// Size of the I/O disk: room for the request and for the largest answer the limits allow.
-pub fn io_disk_size(job: &Job, request_len: usize) -> u64 {
-    let l = &job.limits;
+pub fn io_disk_size(l: &JobLimits, request_len: usize) -> u64 {
     // Per entry: a 110-byte header, a path of at most MAX_PATH_LEN, padding.
     let per_entry = 110 + shared::limits::MAX_PATH_LEN as u64 + 8;
     let answer = guest::RESPONSE_PREFIX_LEN as u64

@@ -25,9 +25,12 @@ pub mod image;
 pub mod job;
 pub mod oci_import;
 pub mod pool;
+pub mod qmp;
 pub mod sandbox;
+pub mod snapshot;
 pub mod vm;
 pub mod warm;
+pub mod workdir;
 
 pub use job::{Job, JobLimits, JobOutput, Outcome};
 

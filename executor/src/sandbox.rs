@@ -159,9 +159,7 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
         let source = io::Error::new(io::ErrorKind::NotFound, "no such file");
         return Err(ExecError::Spawn { program: config.crun.clone(), source });
     }
-    let temp = tempfile::Builder::new()
-        .prefix("sandbox-")
-        .tempdir_in(&config.work_dir)
+    let temp = crate::workdir::create(&config.work_dir, "sandbox")
         .map_err(|source| ExecError::WorkDir { path: config.work_dir.clone(), source })?;
     let dir = fs::canonicalize(temp.path())
         .map_err(|source| ExecError::WorkDir { path: temp.path().to_owned(), source })?;

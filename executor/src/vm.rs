@@ -108,13 +108,11 @@ fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
 
 /// Runs `job` in a VM booted for it.
 pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecError> {
-    let dir = tempfile::Builder::new()
-        .prefix("job-")
-        .tempdir_in(&config.work_dir)
+    let dir = crate::workdir::create(&config.work_dir, "job")
         .map_err(|source| ExecError::WorkDir { path: config.work_dir.clone(), source })?;
     let io_path = dir.path().join("io");
     let request = convert::request_bytes(job)?;
-    write_io_disk(&io_path, &request, convert::io_disk_size(job, request.len()))?;
+    write_io_disk(&io_path, &request, convert::io_disk_size(&job.limits, request.len()))?;
     let console = config.console_log.then(|| {
         let name = dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
         config.work_dir.join(format!("console-{name}.log"))

@@ -25,26 +25,153 @@ use tokio::process::Child;
 use crate::image::{ImageFormat, ImageInfo};
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
 use crate::pool::{Backend, BoxFuture};
+use crate::snapshot::Template;
 use crate::vm::{self, VmConfig};
 use crate::{ExecError, convert};
 
 /// How long a warm VM may take to boot and say `ready` before it is given up.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// One booted VM, waiting for its job.
-struct WarmVm {
-    child: Child,
-    dir: tempfile::TempDir,
-    io_path: PathBuf,
-    control: BufReader<UnixStream>,
-    booted_in: Duration,
+/// A VM waiting for its job: booted to the waiting point, or restored from a snapshot.
+pub struct WaitingVm {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub io_path: PathBuf,
+    control: Option<BufReader<UnixStream>>,
+    /// How long it took to boot or restore.
+    pub started_in: Duration,
+    /// `warm` (booted ahead) or `snapshot` (restored from a template).
+    start: &'static str,
 }
 
-impl std::fmt::Debug for WarmVm {
+impl std::fmt::Debug for WaitingVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WarmVm").field("dir", &self.dir.path()).finish()
+        f.debug_struct("WaitingVm")
+            .field("dir", &self.dir.path())
+            .field("start", &self.start)
+            .finish()
     }
 }
+
+/// Starts QEMU for a VM that will wait for `go`: its own directory with an empty I/O disk of
+/// `io_size` bytes and a control port, in a work directory of `kind` (see [`crate::workdir`]). `extra` adds arguments (memory backend, QMP, incoming).
+pub async fn launch(
+    config: &VmConfig,
+    image: &ImageInfo,
+    memory_mib: u32,
+    io_size: u64,
+    kind: &str,
+    extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
+) -> Result<WaitingVm, String> {
+    let started = Instant::now();
+    let dir = crate::workdir::create(&config.work_dir, kind)
+        .map_err(|e| format!("cannot create a work directory: {e}"))?;
+    let io_path = dir.path().join("io");
+    let file =
+        std::fs::File::create(&io_path).map_err(|e| format!("cannot create the I/O disk: {e}"))?;
+    file.set_len(io_size).map_err(|e| format!("cannot size the I/O disk: {e}"))?;
+    let format = match image.format {
+        ImageFormat::Squashfs => "squashfs",
+        ImageFormat::Erofs => "erofs",
+    };
+    let mut cmd =
+        config.command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None);
+    cmd.args(["-device", "virtio-serial-device"]);
+    cmd.arg("-chardev").arg(format!(
+        "socket,id=ctl,path={},server=on,wait=off",
+        dir.path().join("ctl.sock").display()
+    ));
+    cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
+    extra(&mut cmd, dir.path());
+    let child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    Ok(WaitingVm {
+        child,
+        dir,
+        io_path,
+        control: None,
+        started_in: started.elapsed(),
+        start: "warm",
+    })
+}
+
+/// Connects to the VM's control port (QEMU creates the socket as it starts).
+pub async fn connect_control(vm: &mut WaitingVm) -> Result<(), String> {
+    let socket = vm.dir.path().join("ctl.sock");
+    let stream = loop {
+        match UnixStream::connect(&socket).await {
+            Ok(stream) => break stream,
+            Err(_) => {
+                if let Ok(Some(status)) = vm.child.try_wait() {
+                    return Err(format!("QEMU exited as it started ({status})"));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    vm.control = Some(BufReader::new(stream));
+    Ok(())
+}
+
+/// Waits for a booting VM's `ready`.
+pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), String> {
+    let started = Instant::now();
+    let ready = async {
+        connect_control(vm).await?;
+        let control = vm.control.as_mut().ok_or("no control port")?;
+        let mut line = String::new();
+        control.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            return Err(format!("the guest said {:?} instead of ready", line.trim()));
+        }
+        Ok(())
+    };
+    let result = match tokio::time::timeout(BOOT_DEADLINE, ready).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("not ready within {} s", BOOT_DEADLINE.as_secs())),
+    };
+    match result {
+        Ok(()) => {
+            vm.started_in += started.elapsed();
+            Ok(())
+        }
+        Err(err) => Err(with_qemu_stderr(vm, err).await),
+    }
+}
+
+/// `err`, with what QEMU said if it has exited.
+pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: String) -> String {
+    if !matches!(vm.child.try_wait(), Ok(Some(_))) {
+        return err;
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = vm.child.stderr.take() {
+        let _ = (&mut pipe).take(4096).read_to_string(&mut stderr).await;
+    }
+    if stderr.trim().is_empty() { err } else { format!("{err}: {}", stderr.trim()) }
+}
+
+/// Where ready VMs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WarmStart {
+    /// Each VM boots (in the background) to its waiting point.
+    Boot,
+    /// One template per image boots and is saved; each VM is restored from it, and a job that
+    /// finds no VM ready restores one on the spot rather than booting cold.
+    #[default]
+    Snapshot,
+}
+
+/// An image's template, while it is made and after.
+#[derive(Debug)]
+enum TemplateSlot {
+    Making,
+    Ready(Arc<Template>),
+    /// Boot instead (the reason was logged).
+    Failed,
+}
+
+/// Restores that fail in a row before a template is given up for booting.
+const MAX_RESTORE_FAILURES: u32 = 3;
 
 /// Warm VMs per image, and the cold path for everything else.
 #[derive(Debug)]
@@ -52,11 +179,14 @@ pub struct WarmPool {
     config: VmConfig,
     /// Limits the warm VMs are booted for (memory and I/O disk size are fixed at boot).
     limits: JobLimits,
+    start: WarmStart,
     /// Image digest -> (image, how many to keep ready).
     targets: HashMap<String, (ImageInfo, usize)>,
-    ready: Mutex<HashMap<String, VecDeque<WarmVm>>>,
+    ready: Mutex<HashMap<String, VecDeque<WaitingVm>>>,
     /// VMs booting, per image digest.
     booting: Mutex<HashMap<String, usize>>,
+    templates: Mutex<HashMap<String, TemplateSlot>>,
+    restore_failures: Mutex<HashMap<String, u32>>,
 }
 
 /// Counts for /metrics and `pe doctor`.
@@ -64,44 +194,86 @@ pub struct WarmPool {
 pub struct WarmStats {
     pub ready: usize,
     pub booting: usize,
+    /// Snapshot templates saved, and the host memory their RAM files hold.
+    pub templates: usize,
+    pub template_bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl WarmPool {
-    /// A pool keeping `count` VMs ready for each image. Call [`WarmPool::fill`] to boot them.
+    /// A pool keeping `count` VMs ready for each image. Call [`WarmPool::fill`] to start them.
     pub fn new(
         config: VmConfig,
         limits: JobLimits,
         images: Vec<(ImageInfo, usize)>,
+        start: WarmStart,
     ) -> Arc<WarmPool> {
         let targets =
             images.into_iter().map(|(image, n)| (image.digest.clone(), (image, n))).collect();
         Arc::new(WarmPool {
             config,
             limits,
+            start,
             targets,
             ready: Mutex::new(HashMap::new()),
             booting: Mutex::new(HashMap::new()),
+            templates: Mutex::new(HashMap::new()),
+            restore_failures: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn stats(&self) -> WarmStats {
-        let ready = self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let booting = self.booting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let templates: Vec<Arc<Template>> = lock(&self.templates)
+            .values()
+            .filter_map(|t| match t {
+                TemplateSlot::Ready(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
         WarmStats {
-            ready: ready.values().map(VecDeque::len).sum(),
-            booting: booting.values().sum(),
+            ready: lock(&self.ready).values().map(VecDeque::len).sum(),
+            booting: lock(&self.booting).values().sum(),
+            templates: templates.len(),
+            template_bytes: templates.iter().map(|t| t.ram_bytes()).sum(),
         }
     }
 
-    /// Boots VMs until every image has its target count ready or booting.
+    fn io_size(&self) -> u64 {
+        convert::io_disk_size(&self.limits, shared::limits::MAX_REQUEST_BYTES + (1 << 20))
+    }
+
+    fn template(&self, digest: &str) -> Option<Arc<Template>> {
+        match lock(&self.templates).get(digest) {
+            Some(TemplateSlot::Ready(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Starts VMs until every image has its target count ready or starting; in snapshot mode,
+    /// makes each image's template first.
     pub fn fill(self: &Arc<Self>) {
         for (digest, (image, target)) in &self.targets {
+            if self.start == WarmStart::Snapshot {
+                let mut templates = lock(&self.templates);
+                match templates.get(digest) {
+                    None => {
+                        templates.insert(digest.clone(), TemplateSlot::Making);
+                        let pool = self.clone();
+                        let image = image.clone();
+                        tokio::spawn(async move { pool.make_template(image).await });
+                        continue;
+                    }
+                    Some(TemplateSlot::Making) => continue,
+                    Some(TemplateSlot::Ready(_) | TemplateSlot::Failed) => {}
+                }
+            }
             loop {
                 let have = {
-                    let ready =
-                        self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let mut booting =
-                        self.booting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let ready = lock(&self.ready);
+                    let mut booting = lock(&self.booting);
                     let have = ready.get(digest).map_or(0, VecDeque::len)
                         + booting.get(digest).copied().unwrap_or(0);
                     if have < *target {
@@ -115,106 +287,103 @@ impl WarmPool {
                 let pool = self.clone();
                 let image = image.clone();
                 tokio::spawn(async move {
-                    let result = pool.boot(&image).await;
-                    {
-                        let mut booting =
-                            pool.booting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if let Some(n) = booting.get_mut(&image.digest) {
-                            *n = n.saturating_sub(1);
-                        }
+                    let result = pool.start_vm(&image).await;
+                    if let Some(n) = lock(&pool.booting).get_mut(&image.digest) {
+                        *n = n.saturating_sub(1);
                     }
                     match result {
                         Ok(vm) => {
                             tracing_note(&format!(
-                                "warm VM for {} ready in {} ms",
+                                "{} VM for {} ready in {} ms",
+                                vm.start,
                                 image.id,
-                                vm.booted_in.as_millis()
+                                vm.started_in.as_millis()
                             ));
-                            let mut ready = pool
-                                .ready
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            ready.entry(image.digest.clone()).or_default().push_back(vm);
+                            lock(&pool.ready)
+                                .entry(image.digest.clone())
+                                .or_default()
+                                .push_back(vm);
                         }
-                        Err(err) => {
-                            tracing_note(&format!("warm VM for {} failed to boot: {err}", image.id))
-                        }
+                        Err(err) => tracing_note(&format!(
+                            "warm VM for {} failed to start: {err}",
+                            image.id
+                        )),
                     }
                 });
             }
         }
     }
 
-    /// Boots one VM for `image` and waits for its `ready`.
-    async fn boot(&self, image: &ImageInfo) -> Result<WarmVm, String> {
-        let started = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("warm-")
-            .tempdir_in(&self.config.work_dir)
-            .map_err(|e| format!("cannot create a work directory: {e}"))?;
-        let io_path = dir.path().join("io");
-        let probe_job = Job { limits: self.limits, ..Job::new(image.clone(), Vec::new()) };
-        let size = convert::io_disk_size(&probe_job, shared::limits::MAX_REQUEST_BYTES + (1 << 20));
-        let file = std::fs::File::create(&io_path).map_err(|e| e.to_string())?;
-        file.set_len(size).map_err(|e| e.to_string())?;
-        let socket = dir.path().join("ctl.sock");
-        let format = match image.format {
-            ImageFormat::Squashfs => "squashfs",
-            ImageFormat::Erofs => "erofs",
-        };
-        let mut cmd = self.config.command(
-            self.limits.memory_mib,
-            &image.path,
-            true,
-            &io_path,
-            &format!("pe.warm={format}"),
-            None,
-        );
-        cmd.args(["-device", "virtio-serial-device"]);
-        cmd.arg("-chardev")
-            .arg(format!("socket,id=ctl,path={},server=on,wait=off", socket.display()));
-        cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-        let ready = async {
-            // QEMU creates the socket as it starts.
-            let stream = loop {
-                match UnixStream::connect(&socket).await {
-                    Ok(stream) => break stream,
-                    Err(_) => {
-                        if let Ok(Some(status)) = child.try_wait() {
-                            return Err(format!("QEMU exited during boot ({status})"));
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            };
-            let mut control = BufReader::new(stream);
-            let mut line = String::new();
-            control.read_line(&mut line).await.map_err(|e| e.to_string())?;
-            if line.trim() != "ready" {
-                return Err(format!("the guest said {:?} instead of ready", line.trim()));
+    async fn make_template(self: Arc<Self>, image: ImageInfo) {
+        let made =
+            Template::create(&self.config, &image, self.limits.memory_mib, self.io_size()).await;
+        let slot = match made {
+            Ok(template) => {
+                tracing_note(&format!(
+                    "snapshot of {} saved in {} ms ({} KiB of RAM)",
+                    image.id,
+                    template.made_in.as_millis(),
+                    template.ram_bytes() / 1024
+                ));
+                TemplateSlot::Ready(Arc::new(template))
             }
-            Ok(control)
+            Err(err) => {
+                tracing_note(&format!("no snapshot of {}, booting instead: {err}", image.id));
+                TemplateSlot::Failed
+            }
         };
-        let control = match tokio::time::timeout(BOOT_DEADLINE, ready).await {
-            Ok(Ok(control)) => control,
-            Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(format!("not ready within {} s", BOOT_DEADLINE.as_secs())),
-        };
-        Ok(WarmVm { child, dir, io_path, control, booted_in: started.elapsed() })
+        lock(&self.templates).insert(image.digest.clone(), slot);
+        self.fill();
+    }
+
+    /// One VM for `image`: restored from its template if there is one, else booted.
+    async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, String> {
+        if let Some(template) = self.template(&image.digest) {
+            return self.restore(&template).await;
+        }
+        let mut vm =
+            launch(&self.config, image, self.limits.memory_mib, self.io_size(), "warm", |_, _| {})
+                .await?;
+        wait_ready(&mut vm).await?;
+        Ok(vm)
+    }
+
+    /// A clone of `template`; repeated failures retire the template (the image boots instead).
+    async fn restore(&self, template: &Template) -> Result<WaitingVm, String> {
+        let digest = &template.image.digest;
+        match template.restore(&self.config).await {
+            Ok(mut vm) => {
+                lock(&self.restore_failures).remove(digest);
+                vm.start = "snapshot";
+                Ok(vm)
+            }
+            Err(err) => {
+                let mut failures = lock(&self.restore_failures);
+                let n = failures.entry(digest.clone()).or_default();
+                *n += 1;
+                if *n >= MAX_RESTORE_FAILURES {
+                    tracing_note(&format!(
+                        "snapshot of {} failed {n} times in a row; booting instead",
+                        template.image.id
+                    ));
+                    lock(&self.templates).insert(digest.clone(), TemplateSlot::Failed);
+                }
+                Err(format!("restoring the snapshot: {err}"))
+            }
+        }
+    }
+
+    fn fits(&self, job: &Job) -> bool {
+        job.limits.memory_mib == self.limits.memory_mib
+            && job.limits.output_bytes <= self.limits.output_bytes
+            && job.limits.stdout_bytes <= self.limits.stdout_bytes
+            && job.limits.stderr_bytes <= self.limits.stderr_bytes
+            && job.limits.output_entries <= self.limits.output_entries
     }
 
     /// A ready VM for this job, if there is one that fits.
-    fn take(&self, job: &Job) -> Option<WarmVm> {
-        if job.limits.memory_mib != self.limits.memory_mib
-            || job.limits.output_bytes > self.limits.output_bytes
-            || job.limits.stdout_bytes > self.limits.stdout_bytes
-            || job.limits.stderr_bytes > self.limits.stderr_bytes
-            || job.limits.output_entries > self.limits.output_entries
-        {
-            return None;
-        }
-        let mut ready = self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn take(&self, job: &Job) -> Option<WaitingVm> {
+        let mut ready = lock(&self.ready);
         let queue = ready.get_mut(&job.image.digest)?;
         while let Some(mut vm) = queue.pop_front() {
             // One that died while waiting is dropped (its QEMU is killed with it).
@@ -225,17 +394,34 @@ impl WarmPool {
         None
     }
 
-    /// Runs the job on a warm VM, or `None` when none fits.
+    /// Runs the job on a ready VM (or one restored for it), or `None` when none fits.
     pub async fn run(self: &Arc<Self>, job: &Job) -> Option<Result<JobOutput, ExecError>> {
-        let vm = self.take(job)?;
-        // Keep the pool full: the replacement boots while this job runs.
-        self.fill();
+        if !self.fits(job) {
+            return None;
+        }
+        let vm = match self.take(job) {
+            Some(vm) => {
+                // Keep the pool full: the replacement starts while this job runs.
+                self.fill();
+                vm
+            }
+            None => {
+                let template = self.template(&job.image.digest)?;
+                match self.restore(&template).await {
+                    Ok(vm) => vm,
+                    Err(err) => {
+                        tracing_note(&format!("{err}; booting cold"));
+                        return None;
+                    }
+                }
+            }
+        };
         Some(self.run_on(vm, job).await)
     }
 
-    async fn run_on(&self, mut vm: WarmVm, job: &Job) -> Result<JobOutput, ExecError> {
+    async fn run_on(&self, mut vm: WaitingVm, job: &Job) -> Result<JobOutput, ExecError> {
         let ran_on =
-            RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: "warm" };
+            RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: vm.start };
         let request = convert::request_bytes(job)?;
         let io_err = |source| ExecError::WorkDir { path: vm.io_path.clone(), source };
         {
@@ -245,9 +431,16 @@ impl WarmPool {
         }
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let started = Instant::now();
-        let go = format!("go {}\n", hex::encode(seed));
-        let sent = vm.control.get_mut().write_all(go.as_bytes()).await;
+        let go = format!("go {} {now}\n", hex::encode(seed));
+        let sent = match vm.control.as_mut() {
+            Some(control) => control.get_mut().write_all(go.as_bytes()).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        };
         let deadline = job.limits.timeout + self.config.margin;
         let status = match sent {
             // The guest went away before its job: kill what is left, report it as failed.

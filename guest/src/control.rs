@@ -1,6 +1,9 @@
 //! The control port of a pre-booted ("warm") VM: a virtio-serial port named `pe.ctl`, a Unix
 //! socket on the host. The guest boots, mounts its image, says `ready`, and blocks until the
-//! host has written the request to the I/O disk and says `go <seed>`.
+//! host has written the request to the I/O disk and says `go <seed> <unix-time-ns>`.
+//!
+//! A VM restored from a snapshot wakes up inside [`wait_for_go`], with the template's random
+//! state and clock: the seed and the time in `go` replace both before anything else runs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -26,8 +29,17 @@ fn find_port() -> Option<PathBuf> {
     None
 }
 
-/// Says `ready`, waits for `go <seed>`, returns the seed (hex).
-pub fn wait_for_go() -> Result<String, SetupError> {
+/// What the host says when the job may start.
+#[derive(Debug)]
+pub struct Go {
+    /// Hex bytes to reseed the kernel's random number generator with.
+    pub seed: String,
+    /// The host's wall clock.
+    pub now: Option<Duration>,
+}
+
+/// Says `ready`, waits for `go <seed> <unix-time-ns>`.
+pub fn wait_for_go() -> Result<Go, SetupError> {
     const STAGE: &str = "wait for the host";
     // The port appears once its driver has probed it, which may be a little after init starts.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -44,9 +56,39 @@ pub fn wait_for_go() -> Result<String, SetupError> {
     let port = PORT.get_or_init(|| port);
     (&*port).write_all(b"ready\n").stage(STAGE)?;
     let mut line = String::new();
+    // End of file means the host went away (a server that died): the error powers the VM off.
+    // A clone restored from a snapshot finds its host connected, as the template did: the host
+    // connects to the clone's port before the clone's state is loaded.
     BufReader::new(port).read_line(&mut line).stage(STAGE)?;
-    match line.trim().strip_prefix("go") {
-        Some(seed) => Ok(seed.trim().to_owned()),
-        None => Err(SetupError::new(STAGE, format!("unexpected message {:?}", line.trim()))),
+    parse_go(line.trim())
+        .ok_or_else(|| SetupError::new(STAGE, format!("unexpected message {:?}", line.trim())))
+}
+
+fn parse_go(line: &str) -> Option<Go> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "go" {
+        return None;
+    }
+    let seed = words.next()?.to_owned();
+    let now = match words.next() {
+        Some(ns) => Some(Duration::from_nanos(ns.parse().ok()?)),
+        None => None,
+    };
+    Some(Go { seed, now })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_carries_a_seed_and_maybe_the_time() {
+        let go = parse_go("go abcd 1700000000123456789").unwrap();
+        assert_eq!(go.seed, "abcd");
+        assert_eq!(go.now, Some(Duration::new(1_700_000_000, 123_456_789)));
+        assert_eq!(parse_go("go abcd").unwrap().now, None);
+        assert!(parse_go("go abcd soon").is_none());
+        assert!(parse_go("stop").is_none());
+        assert!(parse_go("go").is_none());
     }
 }

@@ -110,8 +110,11 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
                 _ => ImageFormat::Squashfs,
             };
             setup::mount_image(&disks.image, format)?;
-            let seed = control::wait_for_go()?;
-            setup::seed_rng(&seed);
+            let go = control::wait_for_go()?;
+            setup::seed_rng(&go.seed)?;
+            if let Some(now) = go.now {
+                sys::set_realtime(now).stage("set the clock")?;
+            }
             // The job starts now: the time before it was spent waiting, not working.
             started = Instant::now();
             boot_ms = 0;
@@ -126,7 +129,7 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
             format!("protocol version {} (this guest speaks {PROTOCOL_VERSION})", request.version),
         ));
     }
-    setup::seed_rng(&request.seed);
+    setup::seed_rng(&request.seed)?;
     match mounted {
         Some(format) if format != request.image_format => {
             return Err(SetupError::new(

@@ -48,14 +48,22 @@ pub fn uptime_ms() -> u64 {
         .map_or(0, |secs| (secs * 1000.0) as u64)
 }
 
-/// Mixes the host's random seed into the kernel's pool, so no two VMs share random state.
-pub fn seed_rng(seed_hex: &str) {
-    let bytes: Vec<u8> = (0..seed_hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(seed_hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect();
-    if let Ok(mut urandom) = OpenOptions::new().write(true).open("/dev/urandom") {
-        let _ = urandom.write_all(&bytes);
+/// Mixes the host's random seed into the kernel's pool and reseeds the CRNG, so no two VMs
+/// (even two restored from the same snapshot) share random state.
+pub fn seed_rng(seed_hex: &str) -> Result<(), SetupError> {
+    const STAGE: &str = "seed the random number generator";
+    let bytes = hex_bytes(seed_hex)
+        .filter(|b| b.len() >= 16)
+        .ok_or_else(|| SetupError::new(STAGE, format!("bad seed {seed_hex:?}")))?;
+    let random = OpenOptions::new().write(true).open("/dev/urandom").stage(STAGE)?;
+    sys::reseed_rng(&random, &bytes).stage(STAGE)
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
     }
+    (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
 /// Mounts the image read-only (before the request is known, on a warm VM).

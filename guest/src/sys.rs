@@ -117,6 +117,43 @@ pub fn flush_block_cache(dev: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Mixes `seed` into the kernel's entropy pool with full credit and reseeds the CRNG at once.
+/// A plain write to /dev/urandom would mix the bytes in but leave the CRNG's current key in use
+/// until its next scheduled reseed: VMs restored from one snapshot would then hand out the same
+/// random numbers.
+pub fn reseed_rng(random: &std::fs::File, seed: &[u8]) -> io::Result<()> {
+    // _IOW('R', 0x03, int[2]) and _IO('R', 0x07) from <linux/random.h>.
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+    const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }, laid out as
+    // 32-bit words so the buffer is aligned for it.
+    let words = seed.len().div_ceil(4);
+    let mut info = vec![0u32; 2 + words];
+    info[0] = (seed.len() * 8) as u32;
+    info[1] = seed.len() as u32;
+    for (i, byte) in seed.iter().enumerate() {
+        info[2 + i / 4] |= u32::from(*byte) << (8 * (i % 4));
+    }
+    // SAFETY: `info` is a valid rand_pool_info whose buf_size bytes of buffer follow the two
+    // header ints inside the same allocation, which outlives the call. Needs CAP_SYS_ADMIN,
+    // which PID 1 has.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY as _, info.as_ptr()) })?;
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    check(unsafe { libc::ioctl(random.as_raw_fd(), RNDRESEEDCRNG as _, 0) })?;
+    Ok(())
+}
+
+/// Sets the wall clock (a VM restored from a snapshot wakes up with the snapshot's time).
+pub fn set_realtime(since_epoch: Duration) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: since_epoch.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(since_epoch.subsec_nanos() as i32),
+    };
+    // SAFETY: `ts` is a valid timespec for the duration of the call.
+    check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })?;
+    Ok(())
+}
+
 /// Flushes every filesystem and block device.
 pub fn sync() {
     // SAFETY: sync(2) has no arguments and cannot fail.

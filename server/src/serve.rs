@@ -10,7 +10,7 @@ use clap::Args;
 use executor::JobLimits;
 use executor::image::{ImageInfo, ImageStore};
 use executor::pool::{self, Pool};
-use executor::warm::{WarmMicroVm, WarmPool};
+use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
 
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// boots only. Jobs of other containers boot a VM of their own.
     #[arg(long, env = "PE_WARM", default_value = "busybox=1,python=1,gcc=1")]
     pub warm: String,
+    /// How ready VMs are made: `snapshot` (boot one template per container, save it, restore
+    /// each VM from it; a job finding none ready restores one on the spot) or `boot` (boot each
+    /// VM ahead of its job).
+    #[arg(long, env = "PE_WARM_START", value_enum, default_value_t = WarmStartChoice::Snapshot)]
+    pub warm_start: WarmStartChoice,
     /// Where people reach this server, for the copy-paste `<iframe>` snippets on the tool pages
     /// [default: http://LISTEN].
     #[arg(long, env = "PE_PUBLIC_URL")]
@@ -63,6 +68,13 @@ pub struct ServeArgs {
     /// The built frontend (trunk's dist/) to serve.
     #[arg(long, env = "PE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+}
+
+/// `--warm-start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmStartChoice {
+    Snapshot,
+    Boot,
 }
 
 impl ServeArgs {
@@ -93,12 +105,28 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         memory_mib: args.memory_mib,
         ..JobLimits::default()
     };
+    if let Some(vm) = &chosen.vm {
+        // What a server killed earlier left behind: job directories, and snapshot RAM files
+        // holding host memory on tmpfs.
+        let swept = executor::workdir::sweep_stale(&vm.work_dir, executor::workdir::WORK_KINDS)
+            + executor::workdir::sweep_stale(
+                &executor::snapshot::ram_dir_base(&vm.work_dir),
+                &[executor::snapshot::RAM_DIR_KIND],
+            );
+        if swept > 0 {
+            tracing::info!(swept, "removed directories left by servers that are gone");
+        }
+    }
     let mut backend = chosen.backend.clone();
     let mut warm_pool = None;
     if let Some(vm) = chosen.vm.clone() {
         let images = warm_images(&args.warm, &catalog, &exec.images())?;
         if !images.is_empty() {
-            let warm = WarmPool::new(vm, limits, images);
+            let start = match args.warm_start {
+                WarmStartChoice::Snapshot => WarmStart::Snapshot,
+                WarmStartChoice::Boot => WarmStart::Boot,
+            };
+            let warm = WarmPool::new(vm, limits, images, start);
             warm.fill();
             backend = Arc::new(WarmMicroVm { warm: warm.clone() });
             warm_pool = Some(warm);

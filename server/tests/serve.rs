@@ -29,7 +29,7 @@ impl Drop for Server {
     }
 }
 
-fn start(extra_env: &[(&str, &str)]) -> Server {
+fn start_server(extra_env: &[(&str, &str)]) -> Server {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -95,7 +95,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_real_run_then_a_cache_hit() {
-    let server = start(&[]);
+    let server = start_server(&[]);
     let body =
         r#"{"container":"busybox","files":[{"path":"main.sh","content":"echo real $((6*7))"}]}"#;
     let (status, _, first) = run_json(server.port, body);
@@ -111,7 +111,7 @@ fn a_real_run_then_a_cache_hit() {
 
 #[test]
 fn a_burst_of_50_gets_only_200_429_or_503_and_memory_stays_bounded() {
-    let server = start(&[("PE_SLOTS", "1"), ("PE_QUEUE", "4"), ("PE_RATE_BURST", "30")]);
+    let server = start_server(&[("PE_SLOTS", "1"), ("PE_QUEUE", "4"), ("PE_RATE_BURST", "30")]);
     let before = rss_kib(server.child.id());
     let port = server.port;
     let started = Instant::now();
@@ -166,7 +166,7 @@ fn a_burst_of_50_gets_only_200_429_or_503_and_memory_stays_bounded() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly_and_leaves_no_vm() {
-    let mut server = start(&[]);
+    let mut server = start_server(&[]);
     let port = server.port;
     // A job in flight when the signal comes.
     let job = std::thread::spawn(move || {
@@ -222,9 +222,10 @@ fn wait_for_warm(port: u16) {
     panic!("no warm VM became ready");
 }
 
-#[test]
-fn warm_vms_run_one_job_each_and_share_nothing() {
-    let server = start(&[("PE_WARM", "busybox=1")]);
+/// Three jobs in turn on warm VMs made one way (`boot` or `snapshot`): each must get a VM of
+/// its own that nothing earlier touched.
+fn warm_vms_run_one_job_each(start: &str, kind: &str) {
+    let server = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", start)]);
     let body = |i: u32| {
         format!(
             r#"{{"container":"busybox","stdin":"{i}","files":[{{"path":"main.sh","content":"cat /tmp/left-behind 2>/dev/null || echo clean; echo secret > /tmp/left-behind; echo secret > /output/x"}}]}}"#
@@ -234,20 +235,69 @@ fn warm_vms_run_one_job_each_and_share_nothing() {
         wait_for_warm(server.port);
         let (status, _, json) = run_json(server.port, &body(i));
         assert_eq!(status, 200, "{json}");
-        assert_eq!(json["backend"]["start"], "warm", "{json}");
+        assert_eq!(json["backend"]["start"], kind, "{json}");
         assert_eq!(json["stdout"], "clean\n", "job {i} saw what an earlier job left");
         let boot = json["timings_ms"]["boot"].as_u64().unwrap();
         let run = json["timings_ms"]["run"].as_u64().unwrap();
-        eprintln!("warm job {i}: boot {boot} ms, run {run} ms");
+        eprintln!("{kind} job {i}: boot {boot} ms, run {run} ms");
     }
     // Metrics show the warm pool.
     let (_, _, metrics) = http(server.port, "GET", "/metrics", "", "").unwrap();
     assert!(metrics.contains("pe_warm_vms_ready"), "{metrics}");
+    let templates = if kind == "snapshot" { 1 } else { 0 };
+    assert!(metrics.contains(&format!("pe_snapshot_templates {templates}\n")), "{metrics}");
+}
+
+#[test]
+fn pre_booted_vms_run_one_job_each_and_share_nothing() {
+    warm_vms_run_one_job_each("boot", "warm");
+}
+
+#[test]
+fn snapshot_clones_run_one_job_each_and_share_nothing() {
+    warm_vms_run_one_job_each("snapshot", "snapshot");
+}
+
+#[test]
+fn snapshot_clones_get_their_own_randomness_and_the_current_time() {
+    let server = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", "snapshot")]);
+    // Kernel randomness two ways (a UUID, raw bytes) and the wall clock: every clone wakes up
+    // with the template's, unless `go` replaced them.
+    let script =
+        "cat /proc/sys/kernel/random/uuid; head -c 16 /dev/urandom | od -An -tx1; date +%s";
+    let mut seen = Vec::new();
+    wait_for_warm(server.port);
+    // A clone's clock, left alone, would lag by the template's age when the clone was restored.
+    // The first job's replacement is restored at least this long after the template was saved.
+    std::thread::sleep(Duration::from_secs(6));
+    for i in 0..2 {
+        wait_for_warm(server.port);
+        let body = serde_json::json!({"container": "busybox", "stdin": i.to_string(),
+            "files": [{"path": "main.sh", "content": script}]});
+        let (status, _, json) = run_json(server.port, &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["backend"]["start"], "snapshot", "{json}");
+        let stdout = json["stdout"].as_str().unwrap().to_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{stdout}");
+        let guest_time: i64 = lines[2].trim().parse().unwrap();
+        let host_time =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                as i64;
+        assert!(
+            (host_time - guest_time).abs() <= 3,
+            "the clone's clock says {guest_time}, the host's {host_time}"
+        );
+        seen.push((lines[0].to_owned(), lines[1].to_owned()));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "two clones produced the same UUID");
+    assert_ne!(seen[0].1, seen[1].1, "two clones read the same random bytes");
 }
 
 #[test]
 fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
-    let server = start(&[("PE_WARM", "busybox=1")]);
+    // The default: VMs restored from a snapshot.
+    let server = start_server(&[("PE_WARM", "busybox=1")]);
     wait_for_warm(server.port);
     let port = server.port;
     let job = std::thread::spawn(move || {
@@ -280,7 +330,7 @@ fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
 
 #[test]
 fn hostile_jobs_through_the_api_end_with_clear_statuses() {
-    let server = start(&[("PE_TIMEOUT_SECS", "3"), ("PE_WARM", "none")]);
+    let server = start_server(&[("PE_TIMEOUT_SECS", "3"), ("PE_WARM", "none")]);
     let run = |script: &str| {
         let body = serde_json::json!({"container": "busybox", "files": [{"path": "main.sh", "content": script}]});
         let (status, _, json) = run_json(server.port, &body.to_string());
@@ -307,4 +357,39 @@ fn hostile_jobs_through_the_api_end_with_clear_statuses() {
     assert_eq!(json["cached"], false);
     let left: Vec<_> = std::fs::read_dir(server.work.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn what_a_killed_server_left_behind_is_cleaned_up() {
+    let mut first = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", "snapshot")]);
+    wait_for_warm(first.port);
+    let pid = first.child.id();
+    let owned_by = |dir: &std::path::Path, pid: u32| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.split('-').nth(1) == Some(&pid.to_string()))
+            .collect()
+    };
+    let shm = std::path::Path::new("/dev/shm");
+    assert_eq!(owned_by(shm, pid).len(), 1, "the template's RAM file is on tmpfs");
+    assert!(!owned_by(first.work.path(), pid).is_empty(), "a warm VM's directory");
+
+    // SIGKILL: no destructor runs.
+    Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    first.child.wait().unwrap();
+    // The waiting VM sees its control socket close and powers off by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !qemu_pids_in(&first.work.path().join(format!("clone-{pid}-"))).is_empty() {
+        assert!(Instant::now() < deadline, "the orphaned VM is still running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!owned_by(shm, pid).is_empty(), "nothing removed the RAM file yet");
+
+    // The next server on the same work directory removes what the dead one left.
+    let work = first.work.path().to_string_lossy().into_owned();
+    let _second = start_server(&[("PE_WORK_DIR", &work)]);
+    assert_eq!(owned_by(shm, pid), Vec::<String>::new());
+    assert_eq!(owned_by(first.work.path(), pid), Vec::<String>::new());
 }

@@ -31,6 +31,7 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     let built = state.catalog.iter().filter(|e| state.images.resolve(&e.meta.id).is_ok()).count();
     let ready = state.executor_ready && built > 0;
+    let warm = state.warm.as_ref().map(|w| w.stats()).unwrap_or_default();
     let body = json!({
         "ready": ready,
         "backend": state.backend_name,
@@ -40,7 +41,8 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "slots": state.pool.slots(),
         "running": state.pool.running(),
         "queued": state.pool.queued(),
-        "warm_ready": state.warm.as_ref().map_or(0, |w| w.stats().ready),
+        "warm_ready": warm.ready,
+        "snapshot_templates": warm.templates,
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
@@ -53,8 +55,22 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
         ("pe_running_jobs", "Jobs holding a slot.", state.pool.running() as f64),
         ("pe_slots", "Job slots.", state.pool.slots() as f64),
         ("pe_cache_bytes", "Bytes held by the result cache.", cache_bytes),
-        ("pe_warm_vms_ready", "Pre-booted VMs waiting for a job.", warm.ready as f64),
-        ("pe_warm_vms_booting", "Pre-booted VMs still booting.", warm.booting as f64),
+        (
+            "pe_warm_vms_ready",
+            "Warm VMs (booted or restored) waiting for a job.",
+            warm.ready as f64,
+        ),
+        ("pe_warm_vms_booting", "Warm VMs still booting or restoring.", warm.booting as f64),
+        (
+            "pe_snapshot_templates",
+            "Saved snapshot templates VMs are restored from.",
+            warm.templates as f64,
+        ),
+        (
+            "pe_snapshot_template_bytes",
+            "Host memory held by the templates' RAM files.",
+            warm.template_bytes as f64,
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -1,0 +1,223 @@
+//! Snapshot restore: a template VM boots once per image to its waiting point (image mounted,
+//! blocked on the control port), is saved with QEMU migration, and every later VM of that image
+//! starts from the save instead of booting.
+//!
+//! The template's guest RAM lives in a file (`memory-backend-file`, `share=on`, on tmpfs when
+//! there is one) and is saved with `x-ignore-shared`, so the migration stream holds only device
+//! state (tens of KiB, kept in memory). Each clone maps the RAM file copy-on-write
+//! (`share=off`): it costs host memory only for the pages it writes, and nothing it writes
+//! reaches the file or another clone. A clone gets its own I/O disk and control socket, loads
+//! the device state over a Unix socket (`-incoming unix:`, so no helper process is spawned and
+//! QEMU's `-sandbox spawn=deny` holds), and resumes where the template stopped: in
+//! `wait_for_go`. The host connects to the clone's control port before the state is loaded, so
+//! the guest never sees its host go away; `go` carries a fresh seed and the wall clock, which
+//! the guest applies before anything else runs (every clone wakes with the template's random
+//! state and time).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use crate::image::ImageInfo;
+use crate::qmp::{self, Qmp};
+use crate::vm::VmConfig;
+use crate::warm::{self, WaitingVm};
+use crate::workdir;
+
+/// The most device state a save may produce; more means guest RAM went into the stream.
+const MAX_STATE_BYTES: usize = 64 << 20;
+/// How long saving or loading a snapshot may take.
+const MIGRATE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the directories holding templates' RAM files are called (see [`workdir`]).
+pub const RAM_DIR_KIND: &str = "pe_snapshot";
+
+/// One image's saved VM, from which clones start.
+#[derive(Debug)]
+pub struct Template {
+    pub image: ImageInfo,
+    memory_mib: u32,
+    io_size: u64,
+    /// Holds the RAM file; removed with the template.
+    ram_dir: tempfile::TempDir,
+    /// The device state, as QEMU's migration stream.
+    state: Vec<u8>,
+    /// How long the template took to boot and save.
+    pub made_in: Duration,
+}
+
+impl Template {
+    fn ram_path(&self) -> PathBuf {
+        self.ram_dir.path().join("ram")
+    }
+
+    /// Host memory the template's RAM file holds (the pages the template touched).
+    pub fn ram_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.ram_path()).map_or(0, |m| m.blocks() * 512)
+    }
+
+    /// Boots `image` to its waiting point and saves it.
+    pub async fn create(
+        config: &VmConfig,
+        image: &ImageInfo,
+        memory_mib: u32,
+        io_size: u64,
+    ) -> Result<Template, String> {
+        let started = Instant::now();
+        let ram_dir = workdir::create(&ram_dir_base(&config.work_dir), RAM_DIR_KIND)
+            .map_err(|e| format!("cannot create the RAM file's directory: {e}"))?;
+        let ram = ram_dir.path().join("ram");
+        let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
+            ram_args(cmd, &ram, memory_mib, true);
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
+        })
+        .await?;
+        warm::wait_ready(&mut vm).await?;
+        let qmp_path = vm.dir.path().join("qmp.sock");
+        let save_path = vm.dir.path().join("save.sock");
+        let state = async {
+            let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(5)).await?;
+            ignore_shared(&mut qmp).await?;
+            let listener = UnixListener::bind(&save_path)
+                .map_err(|e| format!("cannot listen on {}: {e}", save_path.display()))?;
+            // The guest is idle in `wait_for_go`; migrating it while it runs records it as
+            // running, so clones resume by themselves once loaded.
+            let uri = format!("unix:{}", save_path.display());
+            let receive = async {
+                let (mut stream, _) =
+                    listener.accept().await.map_err(|e| format!("migration: {e}"))?;
+                let mut state = Vec::new();
+                (&mut stream)
+                    .take(MAX_STATE_BYTES as u64 + 1)
+                    .read_to_end(&mut state)
+                    .await
+                    .map_err(|e| format!("migration: {e}"))?;
+                Ok::<_, String>(state)
+            };
+            let (state, sent) =
+                tokio::join!(receive, qmp.execute("migrate", json!({ "uri": uri })));
+            sent?;
+            let state = state?;
+            loop {
+                let status = qmp.execute("query-migrate", json!({})).await?;
+                match status.get("status").and_then(|s| s.as_str()) {
+                    Some("completed") => break,
+                    Some("failed" | "cancelled") => {
+                        let why = status.get("error-desc").and_then(|s| s.as_str());
+                        return Err(format!("saving failed: {}", why.unwrap_or("no reason given")));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+            if state.len() > MAX_STATE_BYTES {
+                return Err(format!("the saved state is over {MAX_STATE_BYTES} bytes"));
+            }
+            let _ = qmp.execute("quit", json!({})).await;
+            Ok(state)
+        };
+        let state = match tokio::time::timeout(MIGRATE_DEADLINE, state).await {
+            Ok(result) => result?,
+            Err(_) => return Err(format!("not saved within {} s", MIGRATE_DEADLINE.as_secs())),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), vm.child.wait()).await;
+        Ok(Template {
+            image: image.clone(),
+            memory_mib,
+            io_size,
+            ram_dir,
+            state,
+            made_in: started.elapsed(),
+        })
+    }
+
+    /// Starts a clone and loads the saved state into it; returns once the clone runs, waiting
+    /// for `go`.
+    pub async fn restore(&self, config: &VmConfig) -> Result<WaitingVm, String> {
+        let started = Instant::now();
+        let ram = self.ram_path();
+        let mut vm = warm::launch(
+            config,
+            &self.image,
+            self.memory_mib,
+            self.io_size,
+            "clone",
+            |cmd, dir| {
+                ram_args(cmd, &ram, self.memory_mib, false);
+                cmd.arg("-qmp")
+                    .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
+                cmd.args(["-incoming", "defer"]);
+            },
+        )
+        .await?;
+        let dir = vm.dir.path().to_owned();
+        let load = async {
+            // The control port first: the guest was saved with its host connected and must
+            // find one connected when it wakes.
+            warm::connect_control(&mut vm).await?;
+            let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(5)).await?;
+            ignore_shared(&mut qmp).await?;
+            let uri = format!("unix:{}", dir.join("in.sock").display());
+            qmp.execute("migrate-incoming", json!({ "uri": uri })).await?;
+            let mut stream =
+                qmp::connect_unix(&dir.join("in.sock"), Duration::from_secs(5)).await?;
+            stream.write_all(&self.state).await.map_err(|e| format!("loading the state: {e}"))?;
+            stream.shutdown().await.map_err(|e| format!("loading the state: {e}"))?;
+            loop {
+                let status = qmp.execute("query-status", json!({})).await?;
+                match status.get("status").and_then(|s| s.as_str()) {
+                    Some("running") => break,
+                    Some("inmigrate") | Some("prelaunch") => {}
+                    other => return Err(format!("the clone is {other:?} after loading")),
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok::<_, String>(())
+        };
+        match tokio::time::timeout(MIGRATE_DEADLINE, load).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(warm::with_qemu_stderr(&mut vm, err).await),
+            Err(_) => return Err(format!("not restored within {} s", MIGRATE_DEADLINE.as_secs())),
+        }
+        vm.started_in = started.elapsed();
+        Ok(vm)
+    }
+}
+
+/// Guest RAM in a file: for the template (`shared`: its RAM is the file) or a clone (private
+/// copy-on-write mapping of the file).
+fn ram_args(cmd: &mut tokio::process::Command, path: &Path, memory_mib: u32, shared: bool) {
+    cmd.args(["-M", "memory-backend=ram"]);
+    cmd.arg("-object").arg(ram_backend(path, memory_mib, shared));
+}
+
+/// Leaves RAM in a shared file backend out of the migration stream. Both sides must set it
+/// (QEMU 7.2 has no command-line switch for it, hence `-incoming defer` on clones).
+async fn ignore_shared(qmp: &mut Qmp) -> Result<(), String> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] }),
+    )
+    .await
+    .map(drop)
+}
+
+fn ram_backend(path: &Path, memory_mib: u32, shared: bool) -> String {
+    format!(
+        "memory-backend-file,id=ram,size={memory_mib}M,mem-path={},share={}",
+        path.display().to_string().replace(',', ",,"),
+        if shared { "on" } else { "off" }
+    )
+}
+
+/// tmpfs when the host has one (RAM files are read on every clone's page fault), else the work
+/// directory.
+pub fn ram_dir_base(work_dir: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let writable = tempfile::tempfile_in(shm).is_ok();
+    if writable { shm.to_owned() } else { work_dir.to_owned() }
+}
