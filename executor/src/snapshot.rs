@@ -136,8 +136,9 @@ impl Template {
     }
 
     /// Starts a clone and loads the saved state into it; returns once the clone runs, waiting
-    /// for `go`.
-    pub async fn restore(&self, config: &VmConfig) -> Result<WaitingVm, String> {
+    /// for `go`. With `warm_up`, the guest first runs through the paths every job takes (see
+    /// the guest's `control::warm_up`), off the job's critical path.
+    pub async fn restore(&self, config: &VmConfig, warm_up: bool) -> Result<WaitingVm, String> {
         let started = Instant::now();
         let ram = self.ram_path();
         let mut vm = warm::launch(
@@ -175,6 +176,9 @@ impl Template {
                     other => return Err(format!("the clone is {other:?} after loading")),
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if warm_up {
+                warm::warm_up(&mut vm).await?;
             }
             Ok::<_, String>(())
         };

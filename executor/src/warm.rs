@@ -138,6 +138,18 @@ pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), String> {
     }
 }
 
+/// Asks a waiting guest to warm up and waits for its `ready`.
+pub async fn warm_up(vm: &mut WaitingVm) -> Result<(), String> {
+    let control = vm.control.as_mut().ok_or("no control port")?;
+    control.get_mut().write_all(b"warm\n").await.map_err(|e| format!("warm-up: {e}"))?;
+    let mut line = String::new();
+    control.read_line(&mut line).await.map_err(|e| format!("warm-up: {e}"))?;
+    if line.trim() != "ready" {
+        return Err(format!("the guest said {:?} after warming up", line.trim()));
+    }
+    Ok(())
+}
+
 /// `err`, with what QEMU said if it has exited.
 pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: String) -> String {
     if !matches!(vm.child.try_wait(), Ok(Some(_))) {
@@ -339,7 +351,7 @@ impl WarmPool {
     /// One VM for `image`: restored from its template if there is one, else booted.
     async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, String> {
         if let Some(template) = self.template(&image.digest) {
-            return self.restore(&template).await;
+            return self.restore(&template, true).await;
         }
         let mut vm =
             launch(&self.config, image, self.limits.memory_mib, self.io_size(), "warm", |_, _| {})
@@ -349,9 +361,9 @@ impl WarmPool {
     }
 
     /// A clone of `template`; repeated failures retire the template (the image boots instead).
-    async fn restore(&self, template: &Template) -> Result<WaitingVm, String> {
+    async fn restore(&self, template: &Template, warm_up: bool) -> Result<WaitingVm, String> {
         let digest = &template.image.digest;
-        match template.restore(&self.config).await {
+        match template.restore(&self.config, warm_up).await {
             Ok(mut vm) => {
                 lock(&self.restore_failures).remove(digest);
                 vm.start = "snapshot";
@@ -407,7 +419,8 @@ impl WarmPool {
             }
             None => {
                 let template = self.template(&job.image.digest)?;
-                match self.restore(&template).await {
+                // The job is waiting: no warm-up (the job would pay for it either way).
+                match self.restore(&template, false).await {
                     Ok(vm) => vm,
                     Err(err) => {
                         tracing_note(&format!("{err}; booting cold"));

@@ -55,13 +55,49 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
     let port = OpenOptions::new().read(true).write(true).open(&path).stage(STAGE)?;
     let port = PORT.get_or_init(|| port);
     (&*port).write_all(b"ready\n").stage(STAGE)?;
-    let mut line = String::new();
     // End of file means the host went away (a server that died): the error powers the VM off.
     // A clone restored from a snapshot finds its host connected, as the template did: the host
     // connects to the clone's port before the clone's state is loaded.
-    BufReader::new(port).read_line(&mut line).stage(STAGE)?;
-    parse_go(line.trim())
-        .ok_or_else(|| SetupError::new(STAGE, format!("unexpected message {:?}", line.trim())))
+    let mut reader = BufReader::new(port);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).stage(STAGE)?;
+        if line.trim() == "warm" {
+            warm_up();
+            (&*port).write_all(b"ready\n").stage(STAGE)?;
+            continue;
+        }
+        return parse_go(line.trim()).ok_or_else(|| {
+            SetupError::new(STAGE, format!("unexpected message {:?}", line.trim()))
+        });
+    }
+}
+
+/// Runs, once, the kernel paths every job takes (exec of crun and its libraries, a read of the
+/// I/O disk, a tmpfs mount) with no job's data: on a clone restored from a snapshot they are
+/// otherwise paid for by the job (under TCG each code path is translated again in a new QEMU
+/// process, and each page the template touched is copied on its first write).
+fn warm_up() {
+    let _ = std::process::Command::new("/usr/bin/crun")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if let Some(io) = crate::disk::IO_DISK.get()
+        && let Ok(dev) = File::open(io)
+    {
+        use std::io::Read;
+        let _ = crate::sys::flush_block_cache(&dev);
+        let _ = (&dev).take(4096).read_to_end(&mut Vec::new());
+    }
+    let dir = "/run/warm-up";
+    if fs::create_dir_all(dir).is_ok()
+        && crate::sys::mount("tmpfs", dir, "tmpfs", 0, Some("size=1m")).is_ok()
+    {
+        let _ = fs::write(format!("{dir}/x"), b"x");
+        let _ = crate::sys::umount(dir);
+    }
 }
 
 fn parse_go(line: &str) -> Option<Go> {

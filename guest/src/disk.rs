@@ -19,7 +19,7 @@ pub struct Disks {
 }
 
 /// The I/O disk, remembered so the panic hook can answer.
-static IO_DISK: OnceLock<PathBuf> = OnceLock::new();
+pub static IO_DISK: OnceLock<PathBuf> = OnceLock::new();
 
 pub fn find_disks() -> Result<Disks, SetupError> {
     let (mut io, mut image) = (None, None);

@@ -32,6 +32,14 @@ pub fn mount(
     Ok(())
 }
 
+/// umount(2).
+pub fn umount(target: &str) -> io::Result<()> {
+    let target = cstr(target)?;
+    // SAFETY: `target` is a valid NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount(target.as_ptr()) })?;
+    Ok(())
+}
+
 /// Sets the filesystem uid and gid used for permission checks and new files' owners, so input
 /// files are created as the unprivileged job user. Returns nothing: setfsuid cannot report errors.
 pub fn set_fs_ids(uid: u32, gid: u32) {

@@ -145,7 +145,8 @@ pub struct BackendInfo {
     /// For `microvm`: `kvm` or `tcg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accel: Option<String>,
-    /// Whether the job ran pre-booted (`warm`) or on a VM booted for it (`cold`).
+    /// How the job's VM started: restored from a snapshot (`snapshot`), booted ahead of the job
+    /// (`warm`), or booted for it (`cold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
 }
@@ -155,7 +156,8 @@ pub struct BackendInfo {
 pub struct Timings {
     /// Waiting for a free slot.
     pub queue: u64,
-    /// Starting the VM until the guest was ready to run the program (0 on a warm VM).
+    /// Everything the VM spent outside the program: starting (or, for a warm VM, handing it the
+    /// job), setting up, collecting outputs, powering off. Tens of milliseconds on a warm VM.
     pub boot: u64,
     /// The program itself, measured inside the guest.
     pub run: u64,
