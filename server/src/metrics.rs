@@ -20,6 +20,7 @@ struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     runs: BTreeMap<String, Histogram>,
     run_status: BTreeMap<(String, String), u64>,
+    vm_starts: BTreeMap<String, u64>,
     cache_hits: u64,
     cache_misses: u64,
     vm_failures: u64,
@@ -42,9 +43,13 @@ impl Metrics {
         self.with(|m| *m.requests.entry((route.to_owned(), status)).or_default() += 1);
     }
 
-    /// A run that reached the executor: its latency and status.
-    pub fn run(&self, container: &str, status: &str, took: Duration) {
+    /// A run that reached the executor: its latency, status, and how its VM started
+    /// (`snapshot`, `warm`, `cold`).
+    pub fn run(&self, container: &str, status: &str, start: Option<&str>, took: Duration) {
         self.with(|m| {
+            if let Some(start) = start {
+                *m.vm_starts.entry(start.to_owned()).or_default() += 1;
+            }
             let h = m.runs.entry(container.to_owned()).or_default();
             let secs = took.as_secs_f64();
             for (i, bound) in BUCKETS.iter().enumerate() {
@@ -94,6 +99,10 @@ impl Metrics {
             out.push_str("# HELP pe_runs_total Runs by container and result status.\n# TYPE pe_runs_total counter\n");
             for ((container, status), n) in &m.run_status {
                 let _ = writeln!(out, "pe_runs_total{{container=\"{container}\",status=\"{status}\"}} {n}");
+            }
+            out.push_str("# HELP pe_vm_starts_total Runs by how their VM started: restored from a snapshot, pre-booted (warm) or booted for the job (cold).\n# TYPE pe_vm_starts_total counter\n");
+            for (start, n) in &m.vm_starts {
+                let _ = writeln!(out, "pe_vm_starts_total{{start=\"{start}\"}} {n}");
             }
             for (name, help, value) in [
                 ("pe_cache_hits_total", "Runs answered from the result cache.", m.cache_hits),

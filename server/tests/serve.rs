@@ -246,6 +246,7 @@ fn warm_vms_run_one_job_each(start: &str, kind: &str) {
     assert!(metrics.contains("pe_warm_vms_ready"), "{metrics}");
     let templates = if kind == "snapshot" { 1 } else { 0 };
     assert!(metrics.contains(&format!("pe_snapshot_templates {templates}\n")), "{metrics}");
+    assert!(metrics.contains(&format!("pe_vm_starts_total{{start=\"{kind}\"}} 3\n")), "{metrics}");
 }
 
 #[test]

@@ -190,6 +190,7 @@ async fn run(
     state.metrics.run(
         &meta.id,
         status.as_ref().and_then(|s| s.as_str()).unwrap_or("?"),
+        answer.result.backend.start.as_deref(),
         started.elapsed(),
     );
 
