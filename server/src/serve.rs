@@ -52,9 +52,11 @@ pub struct ServeArgs {
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
-    /// Pre-booted VMs to keep ready, `ID=N` per container, comma-separated; `none` for cold
-    /// boots only. Jobs of other containers boot a VM of their own.
-    #[arg(long, env = "PE_WARM", default_value = "busybox=1,python=1,gcc=1")]
+    /// Warm VMs to keep ready: `auto` (one each for the containers run most on this server in
+    /// the last 30 days, topped up from python, gcc and busybox, 3 in all), `ID=N` per container
+    /// comma-separated, or `none` for cold boots only. Jobs of other containers boot a VM of
+    /// their own.
+    #[arg(long, env = "PE_WARM", default_value = "auto")]
     pub warm: String,
     /// How ready VMs are made: `snapshot` (boot one template per container, save it, restore
     /// each VM from it; a job finding none ready restores one on the spot) or `boot` (boot each
@@ -120,7 +122,19 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     let mut backend = chosen.backend.clone();
     let mut warm_pool = None;
     if let Some(vm) = chosen.vm.clone() {
-        let images = warm_images(&args.warm, &catalog, &exec.images())?;
+        let spec = match args.warm.trim() {
+            "auto" => {
+                let used = store.most_used(AUTO_WARM, 30 * 24 * 3600).await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %anyhow::Error::from(err), "cannot read usage");
+                    Vec::new()
+                });
+                let spec = auto_warm_spec(&used, &catalog, &exec.images());
+                tracing::info!(warm = %spec, "warm containers chosen by use");
+                spec
+            }
+            spec => spec.to_owned(),
+        };
+        let images = warm_images(&spec, &catalog, &exec.images())?;
         if !images.is_empty() {
             let start = match args.warm_start {
                 WarmStartChoice::Snapshot => WarmStart::Snapshot,
@@ -181,6 +195,29 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     Ok(())
 }
 
+/// How many containers `--warm auto` keeps a VM ready for.
+const AUTO_WARM: usize = 3;
+/// What `--warm auto` tops up with when the server has little history.
+const AUTO_WARM_DEFAULTS: [&str; 3] = ["python", "gcc", "busybox"];
+
+/// `--warm auto`: one VM each for the most used containers whose image is built, then the
+/// defaults, `AUTO_WARM` in all.
+fn auto_warm_spec(used: &[String], catalog: &Catalog, images: &ImageStore) -> String {
+    let mut chosen: Vec<&str> = Vec::new();
+    for id in used.iter().map(String::as_str).chain(AUTO_WARM_DEFAULTS) {
+        if chosen.len() == AUTO_WARM {
+            break;
+        }
+        if !chosen.contains(&id) && catalog.get(id).is_some() && images.resolve(id).is_ok() {
+            chosen.push(id);
+        }
+    }
+    if chosen.is_empty() {
+        return "none".into();
+    }
+    chosen.iter().map(|id| format!("{id}=1")).collect::<Vec<_>>().join(",")
+}
+
 /// Parses `ID=N,ID=N` (or `none`) into the images to keep warm. Containers whose image is not
 /// built are skipped with a warning.
 fn warm_images(
@@ -222,4 +259,52 @@ async fn shutdown_signal() {
     };
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     eprintln!("pe: shutting down: finishing running requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use executor::image::{ImageFormat, Ref};
+
+    /// An image store where `built` have an image file.
+    fn store_with(dir: &std::path::Path, built: &[&str]) -> ImageStore {
+        let store = ImageStore::new(dir.to_owned());
+        for (i, id) in built.iter().enumerate() {
+            let hex = format!("{i:064x}");
+            std::fs::create_dir_all(dir.join("sha256")).unwrap();
+            std::fs::write(dir.join("sha256").join(&hex), b"image").unwrap();
+            let r = Ref {
+                id: (*id).into(),
+                digest: format!("sha256:{hex}"),
+                format: ImageFormat::Squashfs,
+                size: 5,
+                built_at: None,
+                recipe: None,
+                build_secs: None,
+            };
+            store.write_ref(&r).unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn auto_warm_prefers_the_most_used_built_containers_then_the_defaults() {
+        let catalog = Catalog::embedded().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let images = store_with(dir.path(), &["jq", "gcc", "busybox", "python"]);
+        let used = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Most used first; a container that is gone from the catalog or not built is skipped.
+        assert_eq!(
+            auto_warm_spec(&used(&["jq", "no-such", "rust", "gcc"]), &catalog, &images),
+            "jq=1,gcc=1,python=1"
+        );
+        // No history: the defaults.
+        assert_eq!(auto_warm_spec(&[], &catalog, &images), "python=1,gcc=1,busybox=1");
+        // Nothing built: no warm VMs.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            auto_warm_spec(&[], &catalog, &ImageStore::new(empty.path().to_path_buf())),
+            "none"
+        );
+    }
 }

@@ -52,7 +52,9 @@ impl Store {
                  id TEXT PRIMARY KEY, state TEXT NOT NULL, created INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS cache (
                  key TEXT PRIMARY KEY, size INTEGER NOT NULL, used INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS cache_used ON cache (used);",
+             CREATE INDEX IF NOT EXISTS cache_used ON cache (used);
+             CREATE TABLE IF NOT EXISTS usage (
+                 container TEXT PRIMARY KEY, runs INTEGER NOT NULL, last INTEGER NOT NULL);",
         )?;
         Ok(Store { db: Arc::new(Mutex::new(db)), cache_dir, cache_budget })
     }
@@ -157,6 +159,38 @@ impl Store {
         .await
     }
 
+    /// Counts a run of `container` that reached the executor (for `--warm auto`).
+    pub async fn record_run(&self, container: String) -> Result<(), StoreError> {
+        self.with_db(move |db| {
+            db.execute(
+                "INSERT INTO usage (container, runs, last) VALUES (?1, 1, ?2)
+                 ON CONFLICT (container) DO UPDATE SET runs = runs + 1, last = ?2",
+                params![container, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The containers run most, most first, among those run in the last `within_secs`.
+    pub async fn most_used(
+        &self,
+        limit: usize,
+        within_secs: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with_db(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT container FROM usage WHERE last >= ?1
+                 ORDER BY runs DESC, container LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![now() - within_secs, limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Bytes held by the cache.
     pub async fn cache_size(&self) -> Result<u64, StoreError> {
         self.with_db(|db| {
@@ -211,6 +245,23 @@ mod tests {
         store.put_link("abc".into(), "{\"x\":2}".into()).await.unwrap();
         assert_eq!(store.get_link("abc".into()).await.unwrap().as_deref(), Some("{\"x\":1}"));
         assert_eq!(store.get_link("nope".into()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn usage_ranks_containers_by_runs_and_forgets_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        for (container, runs) in [("gcc", 3), ("python", 5), ("jq", 1), ("old", 9)] {
+            for _ in 0..runs {
+                store.record_run(container.into()).await.unwrap();
+            }
+        }
+        store
+            .with_db(|db| Ok(db.execute("UPDATE usage SET last = 0 WHERE container = 'old'", [])?))
+            .await
+            .unwrap();
+        assert_eq!(store.most_used(2, 3600).await.unwrap(), ["python", "gcc"]);
+        assert_eq!(store.most_used(10, 3600).await.unwrap(), ["python", "gcc", "jq"]);
     }
 
     #[tokio::test]

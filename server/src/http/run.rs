@@ -194,6 +194,15 @@ async fn run(
         started.elapsed(),
     );
 
+    {
+        let store = state.store.clone();
+        let container = meta.id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.record_run(container).await {
+                tracing::warn!(error = %anyhow::Error::from(err), "cannot count the run");
+            }
+        });
+    }
     let frame = answer.to_frame().map_err(AppError::internal)?;
     let t = &answer.result.truncated;
     if answer.result.status.is_cacheable()
