@@ -153,9 +153,11 @@ pub fn reseed_rng(random: &std::fs::File, seed: &[u8]) -> io::Result<()> {
 
 /// Sets the wall clock (a VM restored from a snapshot wakes up with the snapshot's time).
 pub fn set_realtime(since_epoch: Duration) -> io::Result<()> {
+    // The field types differ between libc targets (and musl's `time_t` alias is deprecated):
+    // let the compiler pick them. Seconds since 1970 fit either way until 2038 on 32 bits.
     let ts = libc::timespec {
-        tv_sec: since_epoch.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(since_epoch.subsec_nanos() as i32),
+        tv_sec: since_epoch.as_secs() as _,
+        tv_nsec: since_epoch.subsec_nanos() as _,
     };
     // SAFETY: `ts` is a valid timespec for the duration of the call.
     check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })?;
