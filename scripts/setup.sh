@@ -35,6 +35,15 @@ else
   step "apt: all ${#APT_PACKAGES[@]} packages present"
 fi
 
+# ---- The unprivileged user QEMU switches to (`pe --qemu-user`, default: pe-vm) ------------------
+if ! getent passwd pe-vm >/dev/null; then
+  step "user: adding the system user pe-vm (QEMU drops to it after opening its files)"
+  as_root useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pe-vm
+else
+  step "user: pe-vm present"
+fi
+# On a KVM host QEMU opens /dev/kvm before it switches user; nothing else is needed.
+
 # ---- Rust toolchain and targets (pinned in rust-toolchain.toml) --------------------------------
 cd "$ROOT"
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)

@@ -156,7 +156,8 @@ async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
     let disk = dir.path().join("empty");
     fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
     let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };
-    let mut cmd = kvm.command(256, &disk, true, &disk, "pe.probe", None);
+    let mut cmd =
+        kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {

@@ -8,7 +8,8 @@
 //! (`share=off`): it costs host memory only for the pages it writes, and nothing it writes
 //! reaches the file or another clone. A clone gets its own I/O disk and control socket, loads
 //! the device state over a Unix socket (`-incoming unix:`, so no helper process is spawned and
-//! QEMU's `-sandbox spawn=deny` holds), and resumes where the template stopped: in
+//! QEMU's `-sandbox spawn=deny` holds; the socket is made before QEMU drops to its
+//! unprivileged user), and resumes where the template stopped: in
 //! `wait_for_go`. The host connects to the clone's control port before the state is loaded, so
 //! the guest never sees its host go away; `go` carries a fresh seed and the wall clock, which
 //! the guest applies before anything else runs (every clone wakes with the template's random
@@ -71,6 +72,10 @@ impl Template {
         let ram_dir = workdir::create(&ram_dir_base(&config.work_dir), RAM_DIR_KIND)
             .map_err(|e| format!("cannot create the RAM file's directory: {e}"))?;
         let ram = ram_dir.path().join("ram");
+        // The template stays root: no job ever runs in it, and QEMU must reach the host's save
+        // socket after start-up, which it could not as a user without access to the work
+        // directory.
+        let config = &VmConfig { run_as: None, ..config.clone() };
         let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
@@ -151,7 +156,9 @@ impl Template {
                 ram_args(cmd, &ram, self.memory_mib, false);
                 cmd.arg("-qmp")
                     .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
-                cmd.args(["-incoming", "defer"]);
+                // Listening from the command line: QEMU makes the socket before it switches to
+                // its unprivileged user (`-runas`), which may not reach the work directory.
+                cmd.arg("-incoming").arg(format!("unix:{}", dir.join("in.sock").display()));
             },
         )
         .await?;
@@ -161,21 +168,31 @@ impl Template {
             // find one connected when it wakes.
             warm::connect_control(&mut vm).await?;
             let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(5)).await?;
+            // Before any byte of the state arrives: the capability must match the saved one.
             ignore_shared(&mut qmp).await?;
-            let uri = format!("unix:{}", dir.join("in.sock").display());
-            qmp.execute("migrate-incoming", json!({ "uri": uri })).await?;
             let mut stream =
                 qmp::connect_unix(&dir.join("in.sock"), Duration::from_secs(5)).await?;
             stream.write_all(&self.state).await.map_err(|e| format!("loading the state: {e}"))?;
             stream.shutdown().await.map_err(|e| format!("loading the state: {e}"))?;
             loop {
-                let status = qmp.execute("query-status", json!({})).await?;
+                let status = qmp.execute("query-migrate", json!({})).await?;
                 match status.get("status").and_then(|s| s.as_str()) {
-                    Some("running") => break,
-                    Some("inmigrate") | Some("prelaunch") => {}
-                    other => return Err(format!("the clone is {other:?} after loading")),
+                    Some("completed") => break,
+                    Some("failed" | "cancelled") => {
+                        let why = status.get("error-desc").and_then(|s| s.as_str());
+                        return Err(format!(
+                            "loading failed: {}",
+                            why.unwrap_or("no reason given")
+                        ));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(1)).await,
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // A clone that QEMU left paused after loading is started here; `cont` on one that
+            // already runs does nothing.
+            let status = qmp.execute("query-status", json!({})).await?;
+            if status.get("status").and_then(|s| s.as_str()) != Some("running") {
+                qmp.execute("cont", json!({})).await?;
             }
             if warm_up {
                 warm::warm_up(&mut vm).await?;
@@ -200,7 +217,8 @@ fn ram_args(cmd: &mut tokio::process::Command, path: &Path, memory_mib: u32, sha
 }
 
 /// Leaves RAM in a shared file backend out of the migration stream. Both sides must set it
-/// (QEMU 7.2 has no command-line switch for it, hence `-incoming defer` on clones).
+/// (QEMU 7.2 has no command-line switch for it): a clone's QEMU gets it over QMP before the
+/// host connects to its incoming socket.
 async fn ignore_shared(qmp: &mut Qmp) -> Result<(), String> {
     qmp.execute(
         "migrate-set-capabilities",

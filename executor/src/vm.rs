@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
 use shared::guest::{self, IMAGE_DISK_SERIAL, IO_DISK_SERIAL, ProtocolError};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -34,10 +35,41 @@ pub struct VmConfig {
     pub margin: Duration,
     /// Keep the guest's console in `<work_dir>/console-<job>.log` (debugging).
     pub console_log: bool,
+    /// The unprivileged user QEMU switches to once it has opened its files (`-runas`), when
+    /// the executor runs as root.
+    pub run_as: Option<QemuUser>,
+}
+
+/// A host user for QEMU processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl QemuUser {
+    /// Looks `name` up in /etc/passwd.
+    pub fn lookup(name: &str) -> Option<QemuUser> {
+        let passwd = fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() < 4 || fields[0] != name {
+                return None;
+            }
+            Some(QemuUser {
+                name: name.to_owned(),
+                uid: fields[2].parse().ok()?,
+                gid: fields[3].parse().ok()?,
+            })
+        })
+    }
 }
 
 impl VmConfig {
-    /// The QEMU command line for a VM with the given disks and kernel arguments.
+    /// The QEMU command line for a VM with the given disks and kernel arguments. Opens the I/O
+    /// disk: QEMU gets it as inherited descriptors (an fd set), never by path, so it can reopen
+    /// it after switching to its unprivileged user.
     pub fn command(
         &self,
         memory_mib: u32,
@@ -46,7 +78,7 @@ impl VmConfig {
         io: &Path,
         extra_cmdline: &str,
         console: Option<&Path>,
-    ) -> Command {
+    ) -> std::io::Result<Command> {
         // panic=-1 reboot=t with -no-reboot: a guest that crashes ends the VM at once.
         let mut cmdline = String::from("quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on");
         if let Some(khz) = self.accel.tsc_khz() {
@@ -70,10 +102,18 @@ impl VmConfig {
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "none", "-no-reboot"]);
         // QEMU's own seccomp filter: an escape into the QEMU process cannot spawn programs,
         // gain privileges or use obsolete system calls.
+        // With `-runas`, QEMU's own switch to the user needs set*id, so the filter allows them;
+        // once it has switched, they cannot raise privileges again (no capabilities are left).
+        let privileges = if self.run_as.is_some() { "allow" } else { "deny" };
         cmd.args([
             "-sandbox",
-            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+            &format!(
+                "on,obsolete=deny,elevateprivileges={privileges},spawn=deny,resourcecontrol=deny"
+            ),
         ]);
+        if let Some(user) = &self.run_as {
+            cmd.args(["-runas", &user.name]);
+        }
         cmd.arg("-bios").arg(&self.bios);
         cmd.args(["-m", &memory_mib.to_string(), "-smp", "1"]);
         cmd.arg("-kernel").arg(&self.kernel);
@@ -82,7 +122,19 @@ impl VmConfig {
         let ro = if image_readonly { ",readonly=on" } else { "" };
         cmd.arg("-drive").arg(drive_arg("image", image, ro));
         cmd.args(["-device", &format!("virtio-blk-device,drive=image,serial={IMAGE_DISK_SERIAL}")]);
-        cmd.arg("-drive").arg(drive_arg("io", io, ""));
+        // Fd set 1: the I/O disk read-write and read-only (QEMU dups the one whose access mode
+        // matches each open of /dev/fdset/1).
+        let rw = fs::OpenOptions::new().read(true).write(true).open(io)?;
+        let ro = File::open(io)?;
+        cmd.fd_mappings(vec![
+            FdMapping { parent_fd: rw.into(), child_fd: IO_FD_RW },
+            FdMapping { parent_fd: ro.into(), child_fd: IO_FD_RO },
+        ])
+        .map_err(std::io::Error::other)?;
+        for fd in [IO_FD_RW, IO_FD_RO] {
+            cmd.args(["-add-fd", &format!("fd={fd},set=1,opaque=io")]);
+        }
+        cmd.arg("-drive").arg(drive_arg("io", Path::new("/dev/fdset/1"), ""));
         cmd.args(["-device", &format!("virtio-blk-device,drive=io,serial={IO_DISK_SERIAL}")]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
         if let Some(log) = console {
@@ -91,9 +143,13 @@ impl VmConfig {
             cmd.args(["-device", "virtconsole,chardev=console"]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-        cmd
+        Ok(cmd)
     }
 }
+
+/// The descriptors QEMU inherits for the I/O disk.
+const IO_FD_RW: i32 = 3;
+const IO_FD_RO: i32 = 4;
 
 fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
     // QEMU option values escape ',' by doubling it.
@@ -119,14 +175,9 @@ pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecErr
     });
 
     let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
-    let mut cmd = config.command(
-        job.limits.memory_mib,
-        &job.image.path,
-        true,
-        &io_path,
-        "",
-        console.as_deref(),
-    );
+    let mut cmd = config
+        .command(job.limits.memory_mib, &job.image.path, true, &io_path, "", console.as_deref())
+        .map_err(|source| ExecError::WorkDir { path: io_path.clone(), source })?;
     let started = Instant::now();
     let mut child =
         cmd.spawn().map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;

@@ -75,8 +75,9 @@ pub async fn launch(
         ImageFormat::Squashfs => "squashfs",
         ImageFormat::Erofs => "erofs",
     };
-    let mut cmd =
-        config.command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None);
+    let mut cmd = config
+        .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
+        .map_err(|e| format!("cannot open the I/O disk: {e}"))?;
     cmd.args(["-device", "virtio-serial-device"]);
     cmd.arg("-chardev").arg(format!(
         "socket,id=ctl,path={},server=on,wait=off",

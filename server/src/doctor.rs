@@ -63,6 +63,13 @@ pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
         println!("     {:<12} {} {:>8} KiB", image.id, image.digest, image.size / 1024);
     }
     println!("info work dir    {}", config.work_dir.display());
+    match &config.run_as {
+        Some(user) => println!(
+            "info QEMU user   {} (uid {}): QEMU drops to it once its files are open",
+            user.name, user.uid
+        ),
+        None => println!("info QEMU user   unchanged (pe is not root, or --qemu-user root)"),
+    }
     let data_dir = std::env::var_os("PE_DATA_DIR")
         .map_or_else(crate::serve::default_data_dir, std::path::PathBuf::from);
     if data_dir.join("pe.sqlite3").is_file() {

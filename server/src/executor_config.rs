@@ -9,7 +9,7 @@ use executor::accel::{self, AccelChoice, AccelReport};
 use executor::image::ImageStore;
 use executor::pool::{Backend, MicroVm};
 use executor::sandbox::{Sandbox, SandboxConfig};
-use executor::vm::VmConfig;
+use executor::vm::{QemuUser, VmConfig};
 use std::sync::Arc;
 
 /// The cache directory when `PE_CACHE_DIR` is not set: `~/.cache/program-explorer`.
@@ -85,6 +85,10 @@ pub struct ExecutorArgs {
     /// Keep each guest's console output in the work directory (debugging).
     #[arg(long, env = "PE_CONSOLE_LOG", global = true)]
     pub console_log: bool,
+    /// The user QEMU switches to once it has opened its files, when `pe` runs as root: `auto`
+    /// (`pe-vm`, made by scripts/setup.sh, else `nobody`), a user name, or `root` to keep root.
+    #[arg(long, env = "PE_QEMU_USER", default_value = "auto", global = true)]
+    pub qemu_user: String,
 }
 
 impl ExecutorArgs {
@@ -110,7 +114,26 @@ impl ExecutorArgs {
             accel: executor::accel::Accel::tcg(),
             margin: Duration::from_secs(self.vm_margin_secs),
             console_log: self.console_log,
+            run_as: self.qemu_user()?,
         })
+    }
+
+    /// The unprivileged user for QEMU, if `pe` runs as root and one is wanted.
+    pub fn qemu_user(&self) -> std::io::Result<Option<QemuUser>> {
+        if !running_as_root() {
+            return Ok(None);
+        }
+        let not_found = |name: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("--qemu-user {name}: no such user in /etc/passwd"),
+            )
+        };
+        match self.qemu_user.as_str() {
+            "root" => Ok(None),
+            "auto" => Ok(QemuUser::lookup("pe-vm").or_else(|| QemuUser::lookup("nobody"))),
+            name => QemuUser::lookup(name).map(Some).ok_or_else(|| not_found(name)),
+        }
     }
 
     /// Chooses the accelerator (cached per host boot) and returns the final VM configuration.
@@ -154,4 +177,15 @@ impl ExecutorArgs {
             }
         }
     }
+}
+
+/// Whether this process's effective uid is 0.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .is_some_and(|euid| euid == "0")
+    })
 }

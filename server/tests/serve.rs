@@ -312,6 +312,12 @@ fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
     std::thread::sleep(Duration::from_millis(1500));
     let pids = qemu_pids_in(server.work.path());
     assert!(!pids.is_empty(), "no QEMU found");
+    // Every QEMU runs as the unprivileged user, not root (scripts/setup.sh adds `pe-vm`).
+    for pid in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap_or("").to_owned();
+        assert!(!uid.split_whitespace().any(|id| id == "0"), "QEMU {pid} runs as root: Uid {uid}");
+    }
     let victim = pids.iter().min().unwrap();
     Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
     let (status, _, json) = job.join().unwrap();
