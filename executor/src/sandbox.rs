@@ -52,15 +52,15 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use shared::cpio::{self, Entry, EntryData, Limits};
-use shared::oci;
+use shared::cpio::{self, EntryData, Limits};
+use shared::{oci, outputs};
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -180,7 +180,11 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
             .join("root")
             .join(dir.strip_prefix("/").unwrap_or(&dir))
             .join("scratch/output");
-        files_truncated = collect_outputs(&output, &job.limits, &mut files, &mut notes);
+        let caps =
+            outputs::Caps { entries: job.limits.output_entries, bytes: job.limits.output_bytes };
+        let found = outputs::collect(&output, caps);
+        (files, files_truncated) = (found.entries, found.truncated);
+        notes.extend(found.notes);
     }
     session.finish().await;
 
@@ -642,72 +646,6 @@ impl<R> Stream<R> {
 /// Reads what is available; 0 at end of file or on an error.
 async fn read_some<R: AsyncRead + Unpin>(stream: &mut Stream<R>, buf: &mut [u8]) -> usize {
     stream.reader.read(buf).await.unwrap_or(0)
-}
-
-/// Adds each file and directory under `root` to `files` (paths relative to `root`), depth
-/// first in sorted order, until a cap is reached, as the guest does. Links and special files
-/// are left out with a note. Returns whether anything was left out.
-fn collect_outputs(
-    root: &Path,
-    limits: &JobLimits,
-    files: &mut Vec<Entry>,
-    notes: &mut Vec<String>,
-) -> bool {
-    let mut bytes = 0u64;
-    let mut truncated = false;
-    // Entries still to visit, `(path, relative path)`, the next one last.
-    let mut pending = Vec::new();
-    push_children(root, "", &mut pending);
-    while let Some((path, rel)) = pending.pop() {
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        let size = if meta.is_file() { meta.len() } else { 0 };
-        if files.len() >= limits.output_entries || bytes + size > limits.output_bytes {
-            notes
-                .push(format!("output/{rel} and later files were left out: over the output limit"));
-            return true;
-        }
-        if let Err(err) = cpio::normalize_path(&rel, &Limits::MAX) {
-            notes.push(format!("output/{rel} was left out: {err}"));
-            truncated = true;
-            continue;
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        let data = if meta.is_dir() {
-            push_children(&path, &rel, &mut pending);
-            EntryData::Dir
-        } else if meta.is_file() {
-            match fs::read(&path) {
-                Ok(data) => EntryData::File(data),
-                Err(err) => {
-                    notes.push(format!("output/{rel} could not be read: {err}"));
-                    continue;
-                }
-            }
-        } else {
-            notes.push(format!(
-                "output/{rel} was left out: only files and directories are returned"
-            ));
-            truncated = true;
-            continue;
-        };
-        // The container is dead, so nothing changed since `symlink_metadata`: `size` is the
-        // file's length.
-        bytes += size;
-        files.push(Entry { path: rel, mode, mtime: 0, data });
-    }
-    truncated
-}
-
-/// Pushes the entries of `dir` onto `pending`, in reverse order so they pop sorted.
-fn push_children(dir: &Path, prefix: &str, pending: &mut Vec<(PathBuf, String)>) {
-    let Ok(read) = fs::read_dir(dir) else { return };
-    let mut children: Vec<_> = read.filter_map(Result::ok).collect();
-    children.sort_by_key(|c| std::cmp::Reverse(c.file_name()));
-    for child in children {
-        let name = child.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        pending.push((child.path(), rel));
-    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shared::api::v1::archive_paths;
-use shared::cpio::{Encoder, Limits};
+use shared::cpio::{Encoder, EntryData, Limits};
 use shared::guest::{
     Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation, GuestUsage,
 };
-use shared::oci;
+use shared::{oci, outputs};
 
 use crate::setup::paths;
 use crate::sys::{self, WaitStatus};
@@ -237,62 +237,28 @@ fn write_bundle(request: &GuestRequest) -> Result<(), SetupError> {
     fs::write(format!("{}/config.json", paths::BUNDLE), config).stage("write OCI config")
 }
 
-/// Adds `output/<path>` for each file and directory under the scratch output directory, in
-/// sorted order, until a cap is reached. Links and special files are skipped with a note.
-/// Returns whether anything was left out.
+/// Adds `output/<path>` for each file and directory under the scratch output directory, as
+/// [`outputs::collect`] finds them (sorted, depth first, capped). Returns whether anything was
+/// left out.
 fn collect_outputs(
     request: &GuestRequest,
     encoder: &mut Encoder<Vec<u8>>,
     notes: &mut Vec<String>,
 ) -> Result<bool, SetupError> {
-    let root = Path::new(paths::SCRATCH).join("output");
     let limits = &request.limits;
-    let base_entries = encoder.entries();
-    let base_bytes = encoder.total_bytes();
-    let mut truncated = false;
-    let mut stack = vec![(root.clone(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let Ok(read) = fs::read_dir(&dir) else { continue };
-        let mut children: Vec<_> = read.filter_map(Result::ok).collect();
-        children.sort_by_key(|c| std::cmp::Reverse(c.file_name()));
-        for child in children {
-            let name = child.file_name().to_string_lossy().into_owned();
-            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-            let Ok(meta) = fs::symlink_metadata(child.path()) else { continue };
-            let size = if meta.is_file() { meta.len() } else { 0 };
-            if encoder.entries() - base_entries >= limits.output_entries
-                || encoder.total_bytes() - base_bytes + size > limits.output_bytes
-            {
-                truncated = true;
-                notes.push(format!(
-                    "output/{rel} and later files were left out: over the output limit"
-                ));
-                return Ok(truncated);
-            }
-            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
-            let path = format!("{}/{rel}", archive_paths::OUTPUT_DIR);
-            let added = if meta.is_dir() {
-                stack.push((child.path(), rel.clone()));
-                encoder.add_dir(&path, mode, 0)
-            } else if meta.is_file() {
-                match fs::read(child.path()) {
-                    Ok(data) => encoder.add_file(&path, mode, 0, &data),
-                    Err(err) => {
-                        notes.push(format!("output/{rel} could not be read: {err}"));
-                        continue;
-                    }
-                }
-            } else {
-                notes.push(format!(
-                    "output/{rel} was left out: only files and directories are returned"
-                ));
-                truncated = true;
-                continue;
-            };
-            if let Err(err) = added {
-                notes.push(format!("output/{rel} was left out: {err}"));
-                truncated = true;
-            }
+    let caps = outputs::Caps { entries: limits.output_entries, bytes: limits.output_bytes };
+    let found = outputs::collect(&Path::new(paths::SCRATCH).join("output"), caps);
+    notes.extend(found.notes);
+    let mut truncated = found.truncated;
+    for entry in found.entries {
+        let path = format!("{}/{}", archive_paths::OUTPUT_DIR, entry.path);
+        let added = match &entry.data {
+            EntryData::Dir => encoder.add_dir(&path, entry.mode, 0),
+            EntryData::File(data) => encoder.add_file(&path, entry.mode, 0, data),
+        };
+        if let Err(err) = added {
+            notes.push(format!("output/{} was left out: {err}", entry.path));
+            truncated = true;
         }
     }
     Ok(truncated)

@@ -30,3 +30,5 @@ pub mod guest;
 pub mod limits;
 pub mod meta;
 pub mod oci;
+#[cfg(unix)]
+pub mod outputs;
