@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod convert;
 pub mod doctor;
 pub mod executor_config;

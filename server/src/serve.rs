@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// Requests a client may make at once before the rate applies.
     #[arg(long, env = "PE_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for rate limiting,
+    /// `ADDR[/PREFIX]` comma-separated (e.g. `127.0.0.1,10.0.0.0/8`). None by default: every
+    /// client is its connection's peer address.
+    #[arg(long, env = "PE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
@@ -163,6 +168,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         store,
         metrics: Metrics::default(),
         limiter: RateLimiter::new(args.rate_per_minute, args.rate_burst),
+        trusted_proxies: args.trusted_proxies.clone(),
         limits,
         max_body: shared::limits::MAX_REQUEST_BYTES,
         static_dir: args.static_dir.clone(),

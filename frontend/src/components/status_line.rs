@@ -25,11 +25,15 @@ pub fn StatusLine(finished: Finished) -> impl IntoView {
             format::millis(finished.waited_ms),
         )
     };
-    let backend = [Some(result.backend.kind.clone()), result.backend.accel.clone()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("/");
+    let backend = [
+        Some(result.backend.kind.clone()),
+        result.backend.accel.clone(),
+        result.backend.start.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("/");
     let truncated = [
         (result.truncated.stdout, "stdout"),
         (result.truncated.stderr, "stderr"),

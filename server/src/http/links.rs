@@ -28,7 +28,7 @@ pub fn link_id(canonical_json: &str) -> String {
 }
 
 async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, AppError> {
-    let decision = rate_limit(&state, req.extensions())?;
+    let decision = rate_limit(&state, &req)?;
     let body = axum::body::to_bytes(req.into_body(), MAX_LINK_BYTES).await.map_err(|e| {
         AppError::TooLarge(format!("a link's state is limited to {MAX_LINK_BYTES} bytes ({e})"))
     })?;

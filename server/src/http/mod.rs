@@ -37,6 +37,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::Catalog;
+use crate::client::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::store::Store;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub limiter: RateLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
     /// Limits every job runs under.
     pub limits: JobLimits,
     /// Largest request body.
@@ -138,22 +141,25 @@ async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
-/// The client's address: the connection's peer (no proxy headers are trusted).
-pub fn client_ip(req_extensions: &axum::http::Extensions) -> IpAddr {
-    req_extensions
+/// The client's address: the connection's peer, or the client a trusted proxy names.
+pub fn client_ip<B>(state: &AppState, req: &axum::http::Request<B>) -> IpAddr {
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
+    let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    state.trusted_proxies.client(peer, forwarded)
 }
 
 /// Takes a token for this client, or refuses with 429.
-pub fn rate_limit(
+pub fn rate_limit<B>(
     state: &AppState,
-    extensions: &axum::http::Extensions,
+    req: &axum::http::Request<B>,
 ) -> Result<Option<Decision>, AppError> {
     if !state.limiter.enabled() {
         return Ok(None);
     }
-    let decision = state.limiter.check(client_ip(extensions), Instant::now());
+    let decision = state.limiter.check(client_ip(state, req), Instant::now());
     if !decision.allowed {
         state.metrics.refused(true);
         return Err(AppError::RateLimited { retry_after: decision.reset, limit: decision.limit });

@@ -61,7 +61,7 @@ async fn run(
     req: Request,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let decision = rate_limit(&state, req.extensions())?;
+    let decision = rate_limit(&state, &req)?;
     let bypass = match query.cache.as_deref() {
         None | Some("use") => false,
         Some("bypass") => true,
