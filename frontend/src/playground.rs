@@ -158,6 +158,8 @@ impl Playground {
                 })
                 .collect(),
             stdin: self.stdin_text().map(str::to_owned),
+            // A `stdin` tab is not one of the files: its text is all there is.
+            stdin_file: self.stdin_file.clone().filter(|f| f != STDIN_TAB),
         })
     }
 
@@ -182,7 +184,11 @@ impl Playground {
             stdin_file: None,
             active: 0,
         };
-        pg.set_stdin_text(state.stdin);
+        match state.stdin_file.filter(|name| pg.files.iter().any(|f| &f.path == name)) {
+            Some(name) => pg.stdin_file = Some(name),
+            // Links made before `stdin_file` existed: the first file with that content.
+            None => pg.set_stdin_text(state.stdin),
+        }
         pg
     }
 
@@ -290,6 +296,22 @@ mod tests {
         assert_eq!(files.len(), 2);
         let back = Playground::from_state(pg.to_state().unwrap());
         assert_eq!(back.stdin_file.as_deref(), Some("data.txt"));
+    }
+
+    #[test]
+    fn the_marked_file_survives_a_link_among_files_with_the_same_content() {
+        let sh = meta("busybox", "sh", &[("a.txt", "same"), ("b.txt", "same")], None);
+        let mut pg = Playground::defaults(&sh);
+        pg.stdin_file = Some("b.txt".into());
+        let state = pg.to_state().unwrap();
+        assert_eq!(state.stdin_file.as_deref(), Some("b.txt"));
+        assert_eq!(state.validate(), Ok(()));
+        let back = Playground::from_state(state);
+        assert_eq!(back.stdin_file.as_deref(), Some("b.txt"), "not the first file with that text");
+        // A link from before `stdin_file`: the first file with that content is marked.
+        let mut old = pg.to_state().unwrap();
+        old.stdin_file = None;
+        assert_eq!(Playground::from_state(old).stdin_file.as_deref(), Some("a.txt"));
     }
 
     #[test]

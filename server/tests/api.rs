@@ -481,6 +481,10 @@ async fn links_are_content_addressed_and_restore_the_state() {
     assert_error(missing, StatusCode::NOT_FOUND, "not_found", "no link").await;
     let unknown = send(&h, post(json!({"container": "nope"}))).await;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found", "nope").await;
+    let mut stray = state.clone();
+    stray["stdin_file"] = json!("other.c");
+    let stray = send(&h, post(stray)).await;
+    assert_error(stray, StatusCode::BAD_REQUEST, "bad_request", "not one of the files").await;
     let big = send(&h, post(json!({"container": "gcc", "stdin": "x".repeat(2 << 20)}))).await;
     assert_error(big, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "limited").await;
     // The app route for a link serves the page.

@@ -47,8 +47,10 @@ async fn create(State(state): State<SharedState>, req: Request) -> Result<Respon
 }
 
 fn parse(body: &Bytes) -> Result<PlaygroundState, AppError> {
-    serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))
+    let state: PlaygroundState = serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))?;
+    state.validate().map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))?;
+    Ok(state)
 }
 
 async fn fetch(

@@ -243,6 +243,26 @@ pub struct PlaygroundState {
     pub files: Vec<JsonFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// Which of `files` is standard input (its content is `stdin`); absent when standard input
+    /// is a text of its own. Without it, two files with the same content could not be told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_file: Option<String>,
+}
+
+impl PlaygroundState {
+    /// Checks what serde cannot: `stdin_file` names one of `files`, whose content is `stdin`.
+    pub fn validate(&self) -> Result<(), String> {
+        let Some(name) = &self.stdin_file else { return Ok(()) };
+        let file = self
+            .files
+            .iter()
+            .find(|f| &f.path == name)
+            .ok_or_else(|| format!("stdin_file {name:?} is not one of the files"))?;
+        if file.content.is_some() && file.content != self.stdin {
+            return Err(format!("stdin_file {name:?}: its content is not `stdin`"));
+        }
+        Ok(())
+    }
 }
 
 /// The answer to `POST /api/v1/links`.
