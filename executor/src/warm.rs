@@ -195,7 +195,7 @@ pub struct WarmPool {
     limits: JobLimits,
     start: WarmStart,
     /// Image digest -> (image, how many to keep ready).
-    targets: HashMap<String, (ImageInfo, usize)>,
+    targets: Mutex<HashMap<String, (ImageInfo, usize)>>,
     ready: Mutex<HashMap<String, VecDeque<WaitingVm>>>,
     /// VMs booting, per image digest.
     booting: Mutex<HashMap<String, usize>>,
@@ -234,7 +234,7 @@ impl WarmPool {
             config,
             limits,
             start,
-            targets,
+            targets: Mutex::new(targets),
             ready: Mutex::new(HashMap::new()),
             booting: Mutex::new(HashMap::new()),
             templates: Mutex::new(HashMap::new()),
@@ -274,7 +274,8 @@ impl WarmPool {
     /// Starts VMs until every image has its target count ready or starting; in snapshot mode,
     /// makes each image's template first.
     pub fn fill(self: &Arc<Self>) {
-        for (digest, (image, target)) in &self.targets {
+        let targets = lock(&self.targets).clone();
+        for (digest, (image, target)) in &targets {
             if self.start == WarmStart::Snapshot {
                 let mut templates = lock(&self.templates);
                 match templates.get(digest) {
@@ -311,6 +312,7 @@ impl WarmPool {
                         *n = n.saturating_sub(1);
                     }
                     match result {
+                        Ok(vm) if !pool.is_target(&image.digest) => drop(vm),
                         Ok(vm) => {
                             tracing_note(&format!(
                                 "{} VM for {} ready in {} ms",
@@ -351,7 +353,34 @@ impl WarmPool {
                 TemplateSlot::Failed
             }
         };
-        lock(&self.templates).insert(image.digest.clone(), slot);
+        if self.is_target(&image.digest) {
+            lock(&self.templates).insert(image.digest.clone(), slot);
+            self.fill();
+        }
+    }
+
+    fn is_target(&self, digest: &str) -> bool {
+        lock(&self.targets).contains_key(digest)
+    }
+
+    /// The containers kept warm, by image id.
+    pub fn warm_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            lock(&self.targets).values().map(|(i, _)| i.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Keeps `images` warm from now on: waiting VMs and templates of images no longer wanted
+    /// are dropped (their QEMUs killed, their RAM files removed once no clone maps them), and
+    /// new images get theirs.
+    pub fn retarget(self: &Arc<Self>, images: Vec<(ImageInfo, usize)>) {
+        let targets: HashMap<String, (ImageInfo, usize)> =
+            images.into_iter().map(|(image, n)| (image.digest.clone(), (image, n))).collect();
+        lock(&self.ready).retain(|digest, _| targets.contains_key(digest));
+        lock(&self.templates).retain(|digest, _| targets.contains_key(digest));
+        lock(&self.restore_failures).retain(|digest, _| targets.contains_key(digest));
+        *lock(&self.targets) = targets;
         self.fill();
     }
 

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// their own.
     #[arg(long, env = "PE_WARM", default_value = "auto")]
     pub warm: String,
+    /// Seconds between re-choosing the warm containers (usage changes; a rebuilt image has a
+    /// new digest and gets a new template); 0 never re-chooses.
+    #[arg(long, env = "PE_WARM_REFRESH_SECS", default_value_t = 600)]
+    pub warm_refresh_secs: u64,
     /// How ready VMs are made: `snapshot` (boot one template per container, save it, restore
     /// each VM from it; a job finding none ready restores one on the spot) or `boot` (boot each
     /// VM ahead of its job).
@@ -126,30 +130,18 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     }
     let mut backend = chosen.backend.clone();
     let mut warm_pool = None;
-    if let Some(vm) = chosen.vm.clone() {
-        let spec = match args.warm.trim() {
-            "auto" => {
-                let used = store.most_used(AUTO_WARM, 30 * 24 * 3600).await.unwrap_or_else(|err| {
-                    tracing::warn!(error = %anyhow::Error::from(err), "cannot read usage");
-                    Vec::new()
-                });
-                let spec = auto_warm_spec(&used, &catalog, &exec.images());
-                tracing::info!(warm = %spec, "warm containers chosen by use");
-                spec
-            }
-            spec => spec.to_owned(),
+    let warm_wanted = !matches!(args.warm.trim(), "" | "none");
+    if let Some(vm) = chosen.vm.clone().filter(|_| warm_wanted) {
+        let images = choose_warm(&args.warm, &store, &catalog, &exec.images()).await?;
+        let start = match args.warm_start {
+            WarmStartChoice::Snapshot => WarmStart::Snapshot,
+            WarmStartChoice::Boot => WarmStart::Boot,
         };
-        let images = warm_images(&spec, &catalog, &exec.images())?;
-        if !images.is_empty() {
-            let start = match args.warm_start {
-                WarmStartChoice::Snapshot => WarmStart::Snapshot,
-                WarmStartChoice::Boot => WarmStart::Boot,
-            };
-            let warm = WarmPool::new(vm, limits, images, start);
-            warm.fill();
-            backend = Arc::new(WarmMicroVm { warm: warm.clone() });
-            warm_pool = Some(warm);
-        }
+        let warm = WarmPool::new(vm, limits, images, start);
+        tracing::info!(containers = ?warm.warm_ids(), ?start, "warm VMs");
+        warm.fill();
+        backend = Arc::new(WarmMicroVm { warm: warm.clone() });
+        warm_pool = Some(warm);
     }
     let pool = Pool::new(backend, slots, args.queue, Duration::from_secs(typical));
     let limits = JobLimits {
@@ -177,6 +169,20 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         warm: warm_pool,
         site,
     });
+    if let (Some(warm), true) = (state.warm.clone(), args.warm_refresh_secs > 0) {
+        // Usage changes and images get rebuilt (a new digest): follow both.
+        let (state, spec) = (state.clone(), args.warm.clone());
+        let every = Duration::from_secs(args.warm_refresh_secs);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match choose_warm(&spec, &state.store, &state.catalog, &state.images).await {
+                    Ok(images) => warm.retarget(images),
+                    Err(err) => tracing::warn!(error = %err, "cannot choose warm containers"),
+                }
+            }
+        });
+    }
     let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(args.request_timeout_secs),
@@ -199,6 +205,28 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     state.pool.close();
     eprintln!("pe: stopped");
     Ok(())
+}
+
+/// The images `--warm` asks for now: for `auto`, by this server's usage.
+async fn choose_warm(
+    spec: &str,
+    store: &Store,
+    catalog: &Catalog,
+    images: &ImageStore,
+) -> anyhow::Result<Vec<(ImageInfo, usize)>> {
+    let spec = match spec.trim() {
+        "auto" => {
+            let used = store.most_used(AUTO_WARM, 30 * 24 * 3600).await.unwrap_or_else(|err| {
+                tracing::warn!(error = %anyhow::Error::from(err), "cannot read usage");
+                Vec::new()
+            });
+            let spec = auto_warm_spec(&used, catalog, images);
+            tracing::debug!(warm = %spec, "warm containers chosen by use");
+            spec
+        }
+        spec => spec.to_owned(),
+    };
+    warm_images(&spec, catalog, images)
 }
 
 /// How many containers `--warm auto` keeps a VM ready for.

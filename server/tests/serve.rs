@@ -400,3 +400,44 @@ fn what_a_killed_server_left_behind_is_cleaned_up() {
     assert_eq!(owned_by(shm, pid), Vec::<String>::new());
     assert_eq!(owned_by(first.work.path(), pid), Vec::<String>::new());
 }
+
+#[test]
+fn warm_containers_follow_what_this_server_runs() {
+    let server = start_server(&[("PE_WARM", "auto"), ("PE_WARM_REFRESH_SECS", "1")]);
+    let warm = || -> Vec<String> {
+        let (_, _, body) = http(server.port, "GET", "/readyz", "", "").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        serde_json::from_value(json["warm"].clone()).unwrap()
+    };
+    // No history yet: the defaults.
+    assert_eq!(warm(), ["busybox", "gcc", "python"]);
+    for i in 0..2 {
+        let body = serde_json::json!({"container": "graphviz",
+            "files": [{"path": "graph.dot", "content": format!("digraph {{ a{i} -> b }}")}]});
+        let (status, _, json) = run_json(server.port, &body.to_string());
+        assert_eq!(status, 200, "{json}");
+    }
+    // Graphviz is now the most run container; busybox, never run, makes room for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while warm() != ["gcc", "graphviz", "python"] {
+        assert!(Instant::now() < deadline, "still warm: {:?}", warm());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Busybox's template is gone with it: three templates, three RAM files on tmpfs.
+    let pid = server.child.id();
+    let ram_files = || {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("pe_snapshot-{pid}-")))
+            .count()
+    };
+    loop {
+        let (_, _, metrics) = http(server.port, "GET", "/metrics", "", "").unwrap();
+        if metrics.contains("pe_snapshot_templates 3\n") && ram_files() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "templates: {} RAM files; {metrics}", ram_files());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -42,6 +42,7 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "running": state.pool.running(),
         "queued": state.pool.queued(),
         "warm_ready": warm.ready,
+        "warm": state.warm.as_ref().map(|w| w.warm_ids()).unwrap_or_default(),
         "snapshot_templates": warm.templates,
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
