@@ -314,21 +314,22 @@ impl WarmPool {
                     match result {
                         Ok(vm) if !pool.is_target(&image.digest) => drop(vm),
                         Ok(vm) => {
-                            tracing_note(&format!(
-                                "{} VM for {} ready in {} ms",
-                                vm.start,
-                                image.id,
-                                vm.started_in.as_millis()
-                            ));
+                            tracing::debug!(
+                                container = %image.id,
+                                start = vm.start,
+                                ms = vm.started_in.as_millis() as u64,
+                                "warm VM ready"
+                            );
                             lock(&pool.ready)
                                 .entry(image.digest.clone())
                                 .or_default()
                                 .push_back(vm);
                         }
-                        Err(err) => tracing_note(&format!(
-                            "warm VM for {} failed to start: {err}",
-                            image.id
-                        )),
+                        Err(err) => tracing::warn!(
+                            container = %image.id,
+                            error = %err,
+                            "warm VM failed to start"
+                        ),
                     }
                 });
             }
@@ -340,16 +341,16 @@ impl WarmPool {
             Template::create(&self.config, &image, self.limits.memory_mib, self.io_size()).await;
         let slot = match made {
             Ok(template) => {
-                tracing_note(&format!(
-                    "snapshot of {} saved in {} ms ({} KiB of RAM)",
-                    image.id,
-                    template.made_in.as_millis(),
-                    template.ram_bytes() / 1024
-                ));
+                tracing::info!(
+                    container = %image.id,
+                    ms = template.made_in.as_millis() as u64,
+                    ram_kib = template.ram_bytes() / 1024,
+                    "snapshot template saved"
+                );
                 TemplateSlot::Ready(Arc::new(template))
             }
             Err(err) => {
-                tracing_note(&format!("no snapshot of {}, booting instead: {err}", image.id));
+                tracing::warn!(container = %image.id, error = %err, "no snapshot: booting instead");
                 TemplateSlot::Failed
             }
         };
@@ -413,10 +414,11 @@ impl WarmPool {
                 let n = failures.entry(digest.clone()).or_default();
                 *n += 1;
                 if *n >= MAX_RESTORE_FAILURES {
-                    tracing_note(&format!(
-                        "snapshot of {} failed {n} times in a row; booting instead",
-                        template.image.id
-                    ));
+                    tracing::warn!(
+                        container = %template.image.id,
+                        failures = *n,
+                        "restoring the snapshot keeps failing: booting instead"
+                    );
                     lock(&self.templates).insert(digest.clone(), TemplateSlot::Failed);
                 }
                 Err(format!("restoring the snapshot: {err}"))
@@ -462,7 +464,7 @@ impl WarmPool {
                 match self.restore(&template, false).await {
                     Ok(vm) => vm,
                     Err(err) => {
-                        tracing_note(&format!("{err}; booting cold"));
+                        tracing::warn!(container = %job.image.id, error = %err, "booting cold");
                         return None;
                     }
                 }
@@ -552,12 +554,5 @@ impl Backend for WarmMicroVm {
                 None => vm::run_cold(&self.warm.config, job).await,
             }
         })
-    }
-}
-
-/// Warm-pool events go to stderr; the executor has no logger of its own.
-fn tracing_note(message: &str) {
-    if std::env::var_os("PE_WARM_LOG").is_some() {
-        eprintln!("pe: {message}");
     }
 }
