@@ -104,10 +104,9 @@ impl Template {
                     .map_err(|e| format!("migration: {e}"))?;
                 Ok::<_, String>(state)
             };
-            let (state, sent) =
-                tokio::join!(receive, qmp.execute("migrate", json!({ "uri": uri })));
-            sent?;
-            let state = state?;
+            // Either failing ends both: a refused `migrate` never connects to the listener.
+            let (state, _) =
+                tokio::try_join!(receive, qmp.execute("migrate", json!({ "uri": uri })))?;
             loop {
                 let status = qmp.execute("query-migrate", json!({})).await?;
                 match status.get("status").and_then(|s| s.as_str()) {
