@@ -241,6 +241,19 @@ fn there_is_no_network() {
 }
 
 #[test]
+fn the_container_cannot_make_a_user_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A user namespace would give the job every capability over namespaces of its own; the
+    // container's seccomp filter refuses it (and keyrings, BPF, perf events: shared/src/oci.rs).
+    let script = "unshare -U -r id 2>&1; echo \"unshare: $?\"; unshare -m true && echo mount-ns";
+    let run = pe_run(&["busybox", "--", "sh", "-c", script], tmp.path());
+    let stdout = run.stdout();
+    assert!(stdout.contains("Operation not permitted"), "{stdout}");
+    assert!(stdout.contains("unshare: 1"), "{stdout}");
+    assert!(!stdout.contains("mount-ns"), "no capabilities for a mount namespace: {stdout}");
+}
+
+#[test]
 fn only_output_tmp_and_input_are_writable() {
     let tmp = tempfile::tempdir().unwrap();
     let script = "for f in /x /etc/x /usr/bin/x /bin/sh; do \

@@ -35,6 +35,52 @@ pub struct CgroupLimits<'a> {
     pub memory_bytes: u64,
 }
 
+/// System calls a job has no use for, refused with EPERM: kernel keyrings, BPF, perf events,
+/// joining namespaces, userfaultfd, io_uring, kexec and modules. Each is kernel code a job could
+/// reach otherwise (the guest kernel has keys, BPF and perf events for crun's own use).
+const DENIED_SYSCALLS: &[&str] = &[
+    "add_key",
+    "keyctl",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "setns",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+];
+
+/// `CLONE_NEWUSER` from <linux/sched.h>.
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+
+/// The container's seccomp filter: everything else is allowed; `DENIED_SYSCALLS` fail with
+/// EPERM, and so does making a user namespace (which would give the job every capability over
+/// namespaces of its own, and the kernel code behind them). `clone3` passes its flags in memory
+/// a filter cannot read, so it reports ENOSYS and C libraries fall back to `clone`, whose flags
+/// it can.
+fn seccomp() -> Value {
+    const EPERM: u32 = 1;
+    const ENOSYS: u32 = 38;
+    let newuser = json!([{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER,
+                           "op": "SCMP_CMP_MASKED_EQ"}]);
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM},
+            {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM,
+             "args": newuser},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}
+        ]
+    })
+}
+
 /// The `config.json` for `spec`.
 pub fn runtime_config(spec: &Spec<'_>) -> Value {
     let bind = |dest: &str, dir: &str| {
@@ -57,7 +103,8 @@ pub fn runtime_config(spec: &Spec<'_>) -> Value {
     ];
     let mut linux = json!({
         "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        "seccomp": seccomp()
     });
     if let Some(cgroup) = spec.cgroup {
         namespaces.push(json!({"type": "cgroup"}));
@@ -132,5 +179,8 @@ mod tests {
         assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"cgroup"));
         assert_eq!(c["linux"]["resources"]["pids"]["limit"], 64);
         assert_eq!(c["mounts"][4]["source"], "/s/input");
+        let rules = c["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+        assert!(rules[0]["names"].as_array().unwrap().contains(&json!("bpf")));
+        assert_eq!(rules[1]["args"][0]["value"], 0x1000_0000, "CLONE_NEWUSER");
     }
 }
