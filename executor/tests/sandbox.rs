@@ -84,6 +84,15 @@ async fn exit_status_stdin_and_stderr_are_reported() {
 }
 
 #[tokio::test]
+async fn the_host_kernel_refuses_the_job_a_user_namespace() {
+    let job = job("marker-userns", "unshare -U -r id 2>&1; echo \"unshare: $?\"");
+    let (out, _) = sandbox_run(&job).await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Operation not permitted"), "{stdout}");
+    assert!(stdout.ends_with("unshare: 1\n"), "{stdout}");
+}
+
+#[tokio::test]
 async fn a_missing_program_fails_to_start_with_crun_s_reason() {
     let job = Job::new(busybox(), vec!["no-such-program".into(), "marker-missing".into()]);
     let (out, _) = sandbox_run(&job).await;
