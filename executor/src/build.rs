@@ -113,6 +113,7 @@ pub fn build(
         .tempdir_in(&tmp_root)
         .map_err(io_err(&tmp_root))?;
     let rootfs = work.path().join("rootfs");
+    let mut image_env = Vec::new();
     match recipe {
         Recipe::Debian { packages } => {
             progress(&format!(
@@ -131,8 +132,10 @@ pub fn build(
             progress(&format!("importing the image archive {}", path.display()));
             let options = crate::oci_import::ImportOptions::default();
             let config = crate::oci_import::import(path, &rootfs, &options, progress)?;
-            // Not stored yet: a future image metadata field will keep it.
             progress(&format!("  image config: {config}"));
+            // The environment is what jobs need from it (a PATH to the tool, often); the
+            // command line comes from the container's metadata.
+            image_env = config.env;
         }
     }
     add_job_user(&rootfs)?;
@@ -158,6 +161,7 @@ pub fn build(
         built_at: Some(now_utc()),
         recipe: Some(recipe.fingerprint()),
         build_secs: Some(started.elapsed().as_secs_f64()),
+        env: image_env,
     };
     store.write_ref(&r).map_err(io_err(store.root()))?;
     progress(&format!(

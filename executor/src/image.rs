@@ -36,6 +36,9 @@ pub struct ImageInfo {
     pub recipe: Option<String>,
     /// How long the build took.
     pub build_secs: Option<f64>,
+    /// The image's own default environment (`KEY=VALUE`, from an OCI image's config); jobs
+    /// start from it.
+    pub env: Vec<String>,
 }
 
 /// The ref file of a built image.
@@ -51,6 +54,9 @@ pub struct Ref {
     pub recipe: Option<String>,
     #[serde(default)]
     pub build_secs: Option<f64>,
+    /// The image's default environment (`KEY=VALUE`), from an OCI image's config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 /// Why an image could not be used.
@@ -120,6 +126,7 @@ impl ImageStore {
             built_at: r.built_at,
             recipe: r.recipe,
             build_secs: r.build_secs,
+            env: r.env,
         })
     }
 
@@ -193,6 +200,7 @@ fn image_file(path: &Path) -> Result<ImageInfo, ImageError> {
         built_at: None,
         recipe: None,
         build_secs: None,
+        env: Vec::new(),
     })
 }
 

@@ -67,18 +67,21 @@ impl Job {
 }
 
 impl Job {
-    /// The environment the program sees, `KEY=value`: the usual PATH and HOME=/tmp unless the
-    /// job sets them, then the job's own variables.
+    /// The environment the program sees, `KEY=value`, sorted: the usual PATH and HOME=/tmp,
+    /// overridden by the image's own environment (an imported OCI image's `Env`), overridden by
+    /// the job's variables.
     pub fn container_env(&self) -> Vec<String> {
-        let mut env: Vec<String> = Vec::with_capacity(self.env.len() + 2);
-        if !self.env.contains_key("PATH") {
-            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        // Later layers win: defaults, then the image's own environment, then the job's.
+        let mut env: BTreeMap<&str, &str> = BTreeMap::new();
+        env.insert("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        env.insert("HOME", "/tmp");
+        for entry in &self.image.env {
+            if let Some((k, v)) = entry.split_once('=').filter(|(k, _)| !k.is_empty()) {
+                env.insert(k, v);
+            }
         }
-        if !self.env.contains_key("HOME") {
-            env.push("HOME=/tmp".into());
-        }
-        env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        env
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 }
 
@@ -172,4 +175,32 @@ pub struct JobOutput {
     pub ran_on: RanOn,
     /// Remarks for people (files left out, why a VM failed).
     pub notes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ImageFormat;
+
+    #[test]
+    fn the_environment_layers_defaults_image_and_job() {
+        let image = ImageInfo {
+            id: "tool".into(),
+            digest: "sha256:0".into(),
+            path: "/nonexistent".into(),
+            format: ImageFormat::Squashfs,
+            size: 0,
+            built_at: None,
+            recipe: None,
+            build_secs: None,
+            env: vec!["PATH=/opt/tool/bin:/usr/bin".into(), "LANG=C.UTF-8".into(), "=x".into()],
+        };
+        let mut job = Job::new(image, vec!["tool".into()]);
+        job.env.insert("LANG".into(), "en_GB.UTF-8".into());
+        job.env.insert("FOO".into(), "bar".into());
+        assert_eq!(
+            job.container_env(),
+            ["FOO=bar", "HOME=/tmp", "LANG=en_GB.UTF-8", "PATH=/opt/tool/bin:/usr/bin"]
+        );
+    }
 }

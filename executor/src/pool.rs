@@ -167,6 +167,7 @@ mod tests {
             built_at: None,
             recipe: None,
             build_secs: None,
+            env: Vec::new(),
         };
         Job::new(image, vec![ms.to_string()])
     }

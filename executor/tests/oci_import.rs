@@ -459,7 +459,12 @@ fn build_makes_a_squashfs_image_from_an_archive() {
     })
     .unwrap();
 
-    assert_eq!(store.resolve("oci-test").unwrap().path, info.path);
+    let resolved = store.resolve("oci-test").unwrap();
+    assert_eq!(resolved.path, info.path);
+    // The image's own environment is kept, and jobs of the image start from it.
+    assert_eq!(resolved.env, ["PATH=/usr/bin:/bin", "GREETING=hi"]);
+    let job = executor::Job::new(resolved, vec!["hello".into()]);
+    assert_eq!(job.container_env(), ["GREETING=hi", "HOME=/tmp", "PATH=/usr/bin:/bin"]);
     assert_eq!(fs::read(&host_file).unwrap(), b"host\n", "the host file was not touched");
     assert!(
         notes.iter().any(|n| n.contains("image config: entrypoint [\"/bin/sh\"]")),

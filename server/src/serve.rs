@@ -315,6 +315,7 @@ mod tests {
                 built_at: None,
                 recipe: None,
                 build_secs: None,
+                env: Vec::new(),
             };
             store.write_ref(&r).unwrap();
         }

@@ -98,6 +98,7 @@ fn harness_with_static(
             built_at: None,
             recipe: None,
             build_secs: None,
+            env: Vec::new(),
         })
         .unwrap();
     let fake = Arc::new(Fake { calls: AtomicUsize::new(0), gate });
