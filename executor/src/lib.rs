@@ -34,6 +34,17 @@ pub mod workdir;
 
 pub use job::{Job, JobLimits, JobOutput, Outcome};
 
+/// Whether this process's effective uid is 0 (from /proc/self/status).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .is_some_and(|euid| euid == "0")
+    })
+}
+
 /// Why a job could not be run at all (as opposed to a job that ran and failed, which is an
 /// [`Outcome`]).
 #[derive(Debug, thiserror::Error)]

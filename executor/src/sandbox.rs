@@ -228,16 +228,9 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
     })
 }
 
-/// Fails unless the process runs as root (the effective uid in /proc/self/status).
+/// Fails unless the process runs as root.
 fn check_root() -> Result<(), ExecError> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|source| ExecError::WorkDir { path: "/proc/self/status".into(), source })?;
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|euid| euid.parse::<u32>().ok());
-    if euid == Some(0) { Ok(()) } else { Err(ExecError::SandboxNeedsRoot) }
+    if crate::running_as_root() { Ok(()) } else { Err(ExecError::SandboxNeedsRoot) }
 }
 
 /// Writes the bundle, the staged inputs and stdin into the job directory `dir`.

@@ -107,17 +107,7 @@ impl Template {
             // Either failing ends both: a refused `migrate` never connects to the listener.
             let (state, _) =
                 tokio::try_join!(receive, qmp.execute("migrate", json!({ "uri": uri })))?;
-            loop {
-                let status = qmp.execute("query-migrate", json!({})).await?;
-                match status.get("status").and_then(|s| s.as_str()) {
-                    Some("completed") => break,
-                    Some("failed" | "cancelled") => {
-                        let why = status.get("error-desc").and_then(|s| s.as_str());
-                        return Err(format!("saving failed: {}", why.unwrap_or("no reason given")));
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
-                }
-            }
+            migration_done(&mut qmp, "saving").await?;
             if state.len() > MAX_STATE_BYTES {
                 return Err(format!("the saved state is over {MAX_STATE_BYTES} bytes"));
             }
@@ -173,20 +163,7 @@ impl Template {
                 qmp::connect_unix(&dir.join("in.sock"), Duration::from_secs(5)).await?;
             stream.write_all(&self.state).await.map_err(|e| format!("loading the state: {e}"))?;
             stream.shutdown().await.map_err(|e| format!("loading the state: {e}"))?;
-            loop {
-                let status = qmp.execute("query-migrate", json!({})).await?;
-                match status.get("status").and_then(|s| s.as_str()) {
-                    Some("completed") => break,
-                    Some("failed" | "cancelled") => {
-                        let why = status.get("error-desc").and_then(|s| s.as_str());
-                        return Err(format!(
-                            "loading failed: {}",
-                            why.unwrap_or("no reason given")
-                        ));
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(1)).await,
-                }
-            }
+            migration_done(&mut qmp, "loading").await?;
             // A clone that QEMU left paused after loading is started here; `cont` on one that
             // already runs does nothing.
             let status = qmp.execute("query-status", json!({})).await?;
@@ -213,6 +190,22 @@ impl Template {
 fn ram_args(cmd: &mut tokio::process::Command, path: &Path, memory_mib: u32, shared: bool) {
     cmd.args(["-M", "memory-backend=ram"]);
     cmd.arg("-object").arg(ram_backend(path, memory_mib, shared));
+}
+
+/// Waits until this QEMU's migration (outgoing or incoming) has completed; `what` names it in
+/// the error if it failed.
+async fn migration_done(qmp: &mut Qmp, what: &str) -> Result<(), String> {
+    loop {
+        let status = qmp.execute("query-migrate", json!({})).await?;
+        match status.get("status").and_then(|s| s.as_str()) {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled") => {
+                let why = status.get("error-desc").and_then(|s| s.as_str());
+                return Err(format!("{what} failed: {}", why.unwrap_or("no reason given")));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
 }
 
 /// Leaves RAM in a shared file backend out of the migration stream. Both sides must set it

@@ -52,18 +52,12 @@ pub fn uptime_ms() -> u64 {
 /// (even two restored from the same snapshot) share random state.
 pub fn seed_rng(seed_hex: &str) -> Result<(), SetupError> {
     const STAGE: &str = "seed the random number generator";
-    let bytes = hex_bytes(seed_hex)
+    let bytes = hex::decode(seed_hex)
+        .ok()
         .filter(|b| b.len() >= 16)
         .ok_or_else(|| SetupError::new(STAGE, format!("bad seed {seed_hex:?}")))?;
     let random = OpenOptions::new().write(true).open("/dev/urandom").stage(STAGE)?;
     sys::reseed_rng(&random, &bytes).stage(STAGE)
-}
-
-fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
 /// Mounts the image read-only (before the request is known, on a warm VM).

@@ -120,7 +120,7 @@ impl ExecutorArgs {
 
     /// The unprivileged user for QEMU, if `pe` runs as root and one is wanted.
     pub fn qemu_user(&self) -> std::io::Result<Option<QemuUser>> {
-        if !running_as_root() {
+        if !executor::running_as_root() {
             return Ok(None);
         }
         let not_found = |name: &str| {
@@ -177,15 +177,4 @@ impl ExecutorArgs {
             }
         }
     }
-}
-
-/// Whether this process's effective uid is 0.
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            .is_some_and(|euid| euid == "0")
-    })
 }
