@@ -93,6 +93,17 @@ impl Pool {
         self.slot_count - self.slots.available_permits()
     }
 
+    /// When a job submitted now would be refused (every slot busy and the queue full): how long
+    /// to wait before retrying. Lets a server answer busy before it reads a request's body.
+    pub fn would_refuse(&self) -> Option<Duration> {
+        let admitted = self.admitted.load(Ordering::Acquire);
+        (admitted >= self.slot_count + self.queue_max).then(|| self.retry_after(admitted))
+    }
+
+    fn retry_after(&self, admitted: usize) -> Duration {
+        self.typical_job * ((admitted / self.slot_count) as u32 + 1)
+    }
+
     /// Runs `job` when a slot is free, or answers [`ExecError::Busy`] at once if the queue is
     /// full. Dropping the future (a client that went away) gives the slot back and, through the
     /// backend, kills the VM.
@@ -101,8 +112,7 @@ impl Pool {
         let admitted = self.admitted.fetch_add(1, Ordering::AcqRel);
         let _admission = Admission(&self.admitted);
         if admitted >= limit {
-            let waves = (admitted / self.slot_count) as u32 + 1;
-            return Err(ExecError::Busy { retry_after: self.typical_job * waves });
+            return Err(ExecError::Busy { retry_after: self.retry_after(admitted) });
         }
         let submitted = Instant::now();
         let _permit = self.slots.acquire().await?;

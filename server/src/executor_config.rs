@@ -1,7 +1,7 @@
 //! Where the executor's parts are and how it runs VMs: flags shared by `pe serve`, `pe run`,
 //! `pe doctor` and `pe image`. Every flag is also an environment variable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -16,6 +16,29 @@ use std::sync::Arc;
 pub fn default_cache_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
     home.join(".cache/program-explorer")
+}
+
+/// The host's crun, which the sandbox backend runs.
+const SANDBOX_CRUN: &str = "/usr/bin/crun";
+
+/// `kind:` and a digest of the parts' identities (path, size, modification time, inode): a
+/// rebuilt kernel or initramfs, or an upgraded crun, is a new identity and so a new set of cache
+/// keys. Stat rather than content: cheap at start, and a rebuild that happens to be identical
+/// only costs cache misses.
+fn identity(kind: &str, parts: &[&Path]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_os_str().as_encoded_bytes());
+        if let Ok(meta) = std::fs::metadata(part) {
+            for n in [meta.len(), meta.mtime() as u64, meta.mtime_nsec() as u64, meta.ino()] {
+                hasher.update(n.to_le_bytes());
+            }
+        }
+        hasher.update([0]);
+    }
+    format!("{kind}:{}", hex::encode(&hasher.finalize()[..16]))
 }
 
 /// Which backend runs jobs.
@@ -40,6 +63,9 @@ pub struct ChosenBackend {
     pub ready: bool,
     /// The VM configuration, for the microVM backend.
     pub vm: Option<VmConfig>,
+    /// The backend kind and its parts, for cache keys: `microvm:` with the kernel and the
+    /// initramfs (guest init and crun), or `sandbox:` with the host's crun.
+    pub identity: String,
 }
 
 impl std::fmt::Debug for ChosenBackend {
@@ -131,7 +157,17 @@ impl ExecutorArgs {
         };
         match self.qemu_user.as_str() {
             "root" => Ok(None),
-            "auto" => Ok(QemuUser::lookup("pe-vm").or_else(|| QemuUser::lookup("nobody"))),
+            "auto" => QemuUser::lookup("pe-vm")
+                .or_else(|| QemuUser::lookup("nobody"))
+                .map(Some)
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "--qemu-user auto: neither pe-vm nor nobody exists, and QEMU will not run \
+                     as root unasked; run scripts/setup.sh (it adds pe-vm), name a user with \
+                     --qemu-user USER, or pass --qemu-user root to keep QEMU as root",
+                    )
+                }),
             name => QemuUser::lookup(name).map(Some).ok_or_else(|| not_found(name)),
         }
     }
@@ -151,7 +187,7 @@ impl ExecutorArgs {
             BackendChoice::Sandbox => Ok(ChosenBackend {
                 backend: Arc::new(Sandbox {
                     config: SandboxConfig {
-                        crun: "/usr/bin/crun".into(),
+                        crun: SANDBOX_CRUN.into(),
                         work_dir: config.work_dir.clone(),
                     },
                 }),
@@ -162,12 +198,14 @@ impl ExecutorArgs {
                         .into(),
                 ready: std::path::Path::new("/usr/bin/crun").is_file(),
                 vm: None,
+                identity: identity("sandbox", &[Path::new(SANDBOX_CRUN)]),
             }),
             BackendChoice::Microvm => {
                 let ready =
                     config.kernel.is_file() && config.initramfs.is_file() && config.qemu.is_file();
                 let (config, report) = self.probe(config).await;
                 Ok(ChosenBackend {
+                    identity: identity("microvm", &[&config.kernel, &config.initramfs]),
                     backend: Arc::new(MicroVm { config: config.clone() }),
                     name: report.accel.to_string(),
                     reason: report.reason,

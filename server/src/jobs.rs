@@ -9,7 +9,7 @@ use executor::{Job, JobLimits};
 use serde_json::Value;
 use shared::cpio::Entry;
 use shared::limits::MAX_TIMEOUT_MS;
-use shared::meta::{ContainerMeta, Example, OptionError};
+use shared::meta::{ContainerMeta, Example, OptionError, Rendered};
 
 /// What a person asked to run.
 #[derive(Debug, Clone, Default)]
@@ -47,15 +47,34 @@ pub fn job_for(
     meta: &ContainerMeta,
     image: ImageInfo,
     request: Request,
-    mut limits: JobLimits,
+    limits: JobLimits,
 ) -> Result<Job, OptionError> {
     let rendered = meta.render(&request.options, &request.args)?;
+    Ok(job_rendered(meta, image, rendered, request, limits))
+}
+
+/// The limits a job of `meta` runs under: the server's, with the container's own time limit
+/// where it has one (never above the maximum).
+pub fn limits_for(meta: &ContainerMeta, mut limits: JobLimits) -> JobLimits {
     if let Some(secs) = meta.run.timeout_secs {
         limits.timeout = Duration::from_millis((u64::from(secs) * 1000).min(MAX_TIMEOUT_MS));
     }
+    limits
+}
+
+/// The job, from options already rendered (`request.options` and `request.args` are not
+/// looked at again).
+pub fn job_rendered(
+    meta: &ContainerMeta,
+    image: ImageInfo,
+    rendered: Rendered,
+    request: Request,
+    limits: JobLimits,
+) -> Job {
+    let limits = limits_for(meta, limits);
     let mut env = rendered.env;
     env.extend(request.env);
-    Ok(Job {
+    Job {
         image,
         argv: rendered.argv,
         env,
@@ -63,5 +82,5 @@ pub fn job_for(
         files: request.files,
         stdin: request.stdin,
         limits,
-    })
+    }
 }

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// client is its connection's peer address.
     #[arg(long, env = "PE_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: crate::client::TrustedProxies,
+    /// MiB of request bodies all requests together may hold; a request beyond it is answered
+    /// 503 busy before its body is read (at least one largest body always fits).
+    #[arg(long, env = "PE_INFLIGHT_MIB", default_value_t = 64)]
+    pub inflight_mib: u64,
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
@@ -163,6 +167,11 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         trusted_proxies: args.trusted_proxies.clone(),
         limits,
         max_body: shared::limits::MAX_REQUEST_BYTES,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(
+            (args.inflight_mib as usize * 1024 * 1024).max(shared::limits::MAX_REQUEST_BYTES),
+        )),
+        backend_identity: chosen.identity.clone(),
         static_dir: args.static_dir.clone(),
         executor_ready: chosen.ready,
         backend_name: chosen.name.clone(),
@@ -183,10 +192,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             }
         });
     }
-    let app = http::app(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        Duration::from_secs(args.request_timeout_secs),
-    ));
+    let app = http::app(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,157 +1,23 @@
 //! The HTTP API through `app(state).oneshot(...)`, with a fake backend standing in for the VMs
 //! (fast; the real VM path is covered by tests/serve.rs and tests/vm.rs).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod common;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode, header};
-use executor::image::{ImageFormat, ImageStore, Ref};
-use executor::job::{JobTimings, RanOn, Truncated, Usage};
-use executor::pool::{Backend, BoxFuture, Pool};
-use executor::{ExecError, Job, JobLimits, JobOutput, Outcome};
+use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use server::catalog::Catalog;
-use server::http::{AppState, app};
-use server::metrics::Metrics;
-use server::ratelimit::RateLimiter;
-use server::store::Store;
+use server::http::app;
 use shared::api::v1::{RunRequest, RunResult, inputs_digest};
 use shared::cpio::{self, Entry, Limits};
 use shared::framing;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// Answers with the argv and the files it got; can be held at a gate to fill the pool.
-struct Fake {
-    calls: AtomicUsize,
-    gate: Option<Arc<Semaphore>>,
-}
-
-impl Backend for Fake {
-    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(async move {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if job.env.get("FAKE_FAIL").is_some_and(|v| v == "disk-full") {
-                return Err(ExecError::WorkDir {
-                    path: "/var/lib/pe/work".into(),
-                    source: std::io::Error::from_raw_os_error(28),
-                });
-            }
-            if let Some(gate) = &self.gate {
-                let _permit = gate.acquire().await;
-            }
-            let mut stdout = format!("argv={:?}\n", job.argv);
-            for file in &job.files {
-                stdout.push_str(&format!(
-                    "{}={}\n",
-                    file.path,
-                    String::from_utf8_lossy(file.content())
-                ));
-            }
-            Ok(JobOutput {
-                outcome: Outcome::Exited(0),
-                stdout: stdout.into_bytes(),
-                stderr: String::from_utf8_lossy(&job.stdin).into_owned().into_bytes(),
-                files: vec![Entry::file("out.txt", "made by the fake")],
-                truncated: Truncated::default(),
-                timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
-                usage: Usage::default(),
-                ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
-                notes: Vec::new(),
-            })
-        })
-    }
-}
-
-struct Harness {
-    state: Arc<AppState>,
-    fake: Arc<Fake>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-fn harness(slots: usize, queue: usize, rate_burst: u32, gate: Option<Arc<Semaphore>>) -> Harness {
-    harness_with_static(slots, queue, rate_burst, gate, None)
-}
-
-fn harness_with_static(
-    slots: usize,
-    queue: usize,
-    rate_burst: u32,
-    gate: Option<Arc<Semaphore>>,
-    static_dir: Option<std::path::PathBuf>,
-) -> Harness {
-    let images_dir = tempfile::tempdir().unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let images = ImageStore::new(images_dir.path());
-    // Only busybox is "built".
-    std::fs::create_dir_all(images_dir.path().join("sha256")).unwrap();
-    std::fs::write(images_dir.path().join("sha256/abc"), b"hsqs").unwrap();
-    images
-        .write_ref(&Ref {
-            id: "busybox".into(),
-            digest: "sha256:abc".into(),
-            format: ImageFormat::Squashfs,
-            size: 4,
-            built_at: None,
-            recipe: None,
-            build_secs: None,
-            env: Vec::new(),
-        })
-        .unwrap();
-    let fake = Arc::new(Fake { calls: AtomicUsize::new(0), gate });
-    let catalog = Catalog::embedded().unwrap();
-    let site = server::http::pages::Site::generate(&catalog, &images, "http://pe.example");
-    let state = Arc::new(AppState {
-        catalog,
-        images,
-        pool: Pool::new(fake.clone(), slots, queue, Duration::from_secs(2)),
-        store: Store::open(data_dir.path(), 1 << 20).unwrap(),
-        metrics: Metrics::default(),
-        limiter: RateLimiter::new(if rate_burst == 0 { 0 } else { 6 }, rate_burst),
-        trusted_proxies: "127.0.0.1".parse().unwrap(),
-        limits: JobLimits::default(),
-        max_body: shared::limits::MAX_REQUEST_BYTES,
-        static_dir,
-        executor_ready: true,
-        backend_name: "fake".into(),
-        warm: None,
-        site,
-    });
-    Harness { state, fake, _dirs: (images_dir, data_dir) }
-}
-
-async fn send(h: &Harness, req: Request<Body>) -> Response<Body> {
-    app(h.state.clone()).oneshot(req).await.unwrap()
-}
-
-async fn body_json(response: Response<Body>) -> Value {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)))
-}
-
-fn json_run(body: Value) -> Request<Body> {
-    Request::post("/api/v1/run")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-fn hello() -> Value {
-    json!({"container": "busybox", "stdin": "in",
-           "files": [{"path": "main.sh", "content": "echo hi"}]})
-}
-
-async fn assert_error(response: Response<Body>, status: StatusCode, code: &str, needle: &str) {
-    assert_eq!(response.status(), status);
-    let body = body_json(response).await;
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
-}
+use common::*;
 
 #[tokio::test]
 async fn the_catalog_lists_every_container_with_its_image_state() {
@@ -202,10 +68,6 @@ async fn a_json_run_is_answered_and_then_served_from_the_cache() {
         .unwrap();
     assert_eq!(body_json(send(&h, bypass).await).await["cached"], false);
     assert_eq!(h.fake.calls.load(Ordering::SeqCst), 3);
-}
-
-fn archive_request(request: &RunRequest, files: &[Entry]) -> Vec<u8> {
-    framing::encode(request, &cpio::encode(files, &Limits::INPUT).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -487,7 +349,7 @@ async fn links_are_content_addressed_and_restore_the_state() {
     let stray = send(&h, post(stray)).await;
     assert_error(stray, StatusCode::BAD_REQUEST, "bad_request", "not one of the files").await;
     let big = send(&h, post(json!({"container": "gcc", "stdin": "x".repeat(2 << 20)}))).await;
-    assert_error(big, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "limited").await;
+    assert_error(big, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "larger than").await;
     // The app route for a link serves the page.
     let page = send(&h, Request::get(format!("/l/{id}")).body(Body::empty()).unwrap()).await;
     assert_eq!(page.status(), StatusCode::OK);
@@ -718,7 +580,7 @@ async fn faults_on_the_server_side_are_clear_503s() {
         send(&h, json_run(full)).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        "No space left on device",
+        "retry later",
     )
     .await;
     // The image file was deleted under the server.
@@ -728,7 +590,7 @@ async fn faults_on_the_server_side_are_clear_503s() {
         send(&h, json_run(hello())).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        "rebuild it",
+        "must rebuild it",
     )
     .await;
     // The service recovers by itself once the image is back.

@@ -198,6 +198,9 @@ pub fn normalize_path(raw: &str, limits: &Limits) -> Result<Option<String>, Cpio
             c if c.chars().any(char::is_control) => {
                 return Err(err("it contains a control character"));
             }
+            c if c.len() > crate::limits::MAX_NAME_BYTES => {
+                return Err(err("a component is longer than 255 bytes (the file system's limit)"));
+            }
             _ => depth += 1,
         }
     }
@@ -705,7 +708,12 @@ mod tests {
     #[test]
     fn hostile_paths_are_refused() {
         type Check = fn(&CpioError) -> bool;
-        let cases: [(&str, Check); 7] = [
+        let long_name = format!("dir/{}", "n".repeat(256));
+        let cases: [(&str, Check); 8] = [
+            (
+                &long_name,
+                |e| matches!(e, CpioError::InvalidPath { reason, .. } if reason.contains("255")),
+            ),
             ("../x", |e| matches!(e, CpioError::ParentComponent { .. })),
             ("a/../../x", |e| matches!(e, CpioError::ParentComponent { .. })),
             ("/etc/passwd", |e| matches!(e, CpioError::AbsolutePath { .. })),

@@ -16,6 +16,10 @@ pub const MAX_INPUT_BYTES: u64 = 8 * 1024 * 1024;
 /// Longest path in any archive, in bytes.
 pub const MAX_PATH_LEN: usize = 1_024;
 
+/// Longest component of a path (a file or directory name), in bytes: Linux file systems refuse
+/// longer names.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// Deepest path in any archive, in components (`a/b/c` is 3).
 pub const MAX_PATH_DEPTH: usize = 32;
 

@@ -1,9 +1,9 @@
 //! Permalinks: `POST /api/v1/links` stores a playground state and answers its id, derived from
 //! the state itself (the same state always gets the same link); `GET /api/v1/links/{id}`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,13 +12,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use shared::api::v1::{LinkCreated, PlaygroundState};
 
-use super::{AppError, SharedState, add_rate_headers, rate_limit};
+use super::run::{BodyReader, check_strings, checked_stdin, json_files};
+use super::{AppError, SharedState, rate_limited};
 
 /// Largest stored state.
 pub const MAX_LINK_BYTES: usize = 1024 * 1024;
 
-pub fn router() -> Router<SharedState> {
-    Router::new().route("/api/v1/links", post(create)).route("/api/v1/links/{id}", get(fetch))
+pub fn router(state: &SharedState) -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/api/v1/links",
+            post(create).layer(middleware::from_fn_with_state(state.clone(), rate_limited)),
+        )
+        .route("/api/v1/links/{id}", get(fetch))
 }
 
 /// The id of a state: 16 characters of base64url of the sha256 of its canonical JSON.
@@ -28,25 +34,33 @@ pub fn link_id(canonical_json: &str) -> String {
 }
 
 async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, AppError> {
-    let decision = rate_limit(&state, &req)?;
-    let body = axum::body::to_bytes(req.into_body(), MAX_LINK_BYTES).await.map_err(|e| {
-        AppError::TooLarge(format!("a link's state is limited to {MAX_LINK_BYTES} bytes ({e})"))
-    })?;
+    let body = BodyReader::new(req, MAX_LINK_BYTES, &state.body_budget)?.all().await?;
     let playground = parse(&body)?;
-    if state.catalog.get(&playground.container).is_none() {
-        return Err(AppError::NotFound(format!("no container {:?}", playground.container)));
-    }
+    check(&state, &playground)?;
     // Canonical: serde_json writes struct fields in order and maps sorted (BTreeMap).
     let canonical = serde_json::to_string(&playground).map_err(AppError::internal)?;
     let id = link_id(&canonical);
     state.store.put_link(id.clone(), canonical).await.map_err(AppError::internal)?;
     let url = format!("/l/{id}");
-    let mut response = (StatusCode::CREATED, Json(LinkCreated { id, url })).into_response();
-    add_rate_headers(&mut response, decision);
-    Ok(response)
+    Ok((StatusCode::CREATED, Json(LinkCreated { id, url })).into_response())
 }
 
-fn parse(body: &Bytes) -> Result<PlaygroundState, AppError> {
+/// A state is checked by the same rules as a run of it: the container exists, the option
+/// values are accepted (422), the strings, file paths and contents and stdin pass the run's
+/// checks. A link that opens on a state every run refuses would be a broken link.
+fn check(state: &SharedState, playground: &PlaygroundState) -> Result<(), AppError> {
+    let entry = state
+        .catalog
+        .get(&playground.container)
+        .ok_or_else(|| AppError::NotFound(format!("no container {:?}", playground.container)))?;
+    entry.meta.render(&playground.options, &playground.args)?;
+    check_strings(&playground.env, &playground.args)?;
+    checked_stdin(playground.stdin.as_deref())?;
+    json_files(playground.files.clone())?;
+    Ok(())
+}
+
+fn parse(body: &[u8]) -> Result<PlaygroundState, AppError> {
     let state: PlaygroundState = serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))?;
     state.validate().map_err(|e| AppError::BadRequest(format!("invalid playground state: {e}")))?;

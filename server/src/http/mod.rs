@@ -21,19 +21,22 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
+use axum::routing::any;
 use executor::JobLimits;
 use executor::image::ImageStore;
 use executor::pool::Pool;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::catalog::Catalog;
@@ -58,6 +61,14 @@ pub struct AppState {
     pub limits: JobLimits,
     /// Largest request body.
     pub max_body: usize,
+    /// A request still unanswered after this is cut off with 408.
+    pub request_timeout: Duration,
+    /// Bytes of request bodies all requests together may hold (a permit per byte); a request
+    /// that does not fit is answered 503 `busy` before its body is read.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// What runs jobs, down to the guest's parts (kernel, initramfs with the guest init and
+    /// crun) or the host's crun: part of every cache key.
+    pub backend_identity: String,
     /// The built frontend (trunk's `dist/`), if any.
     pub static_dir: Option<PathBuf>,
     /// Whether the executor can run jobs (kernel, initramfs and QEMU are there).
@@ -75,16 +86,20 @@ pub type SharedState = Arc<AppState>;
 /// The whole app.
 pub fn app(state: SharedState) -> Router {
     let api = Router::new()
-        .merge(run::router())
+        .merge(run::router(&state))
         .merge(containers::router())
-        .merge(links::router())
-        .merge(ops::api_router());
+        .merge(links::router(&state))
+        .merge(ops::api_router())
+        .route("/api/{*rest}", any(error::no_such_route));
     Router::new()
         .merge(api)
         .merge(ops::router())
         .merge(pages::router())
         .merge(site::router(&state))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn(error::one_error_shape))
+        .layer(middleware::from_fn(close_after_unread_body))
         .layer(middleware::from_fn(security_headers))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -112,6 +127,23 @@ async fn count_requests(State(state): State<SharedState>, req: Request, next: Ne
     let route = req.extensions().get::<MatchedPath>().map_or("other", |p| p.as_str()).to_owned();
     let response = next.run(req).await;
     state.metrics.request(&route, response.status().as_u16());
+    response
+}
+
+/// An error answered to a request whose body may not have been read (a refusal before the body,
+/// such as 429, 503 or 413) says `Connection: close`: the server will not read the rest, so the
+/// connection cannot carry another request, and a client must not try.
+async fn close_after_unread_body(req: Request, next: Next) -> Response {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|len| len.trim() != "0");
+    let mut response = next.run(req).await;
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -151,34 +183,34 @@ pub fn client_ip<B>(state: &AppState, req: &axum::http::Request<B>) -> IpAddr {
     state.trusted_proxies.client(peer, forwarded)
 }
 
-/// Takes a token for this client, or refuses with 429.
-pub fn rate_limit<B>(
-    state: &AppState,
-    req: &axum::http::Request<B>,
-) -> Result<Option<Decision>, AppError> {
+/// Route middleware for the costly routes: takes a token for this client, or refuses with 429.
+/// Every answer of a limited route carries the RateLimit headers, refusals included: a request
+/// refused as malformed (400, 404, 413, 422) has cost the server its parsing, so it costs a token
+/// too (docs/API.md says so).
+pub async fn rate_limited(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     if !state.limiter.enabled() {
-        return Ok(None);
+        return next.run(req).await;
     }
-    let decision = state.limiter.check(client_ip(state, req), Instant::now());
-    if !decision.allowed {
+    let decision = state.limiter.check(client_ip(&state, &req));
+    let mut response = if decision.allowed {
+        next.run(req).await
+    } else {
         state.metrics.refused(true);
-        return Err(AppError::RateLimited { retry_after: decision.reset, limit: decision.limit });
-    }
-    Ok(Some(decision))
+        AppError::RateLimited { retry_after: decision.reset, limit: decision.limit }.into_response()
+    };
+    add_rate_headers(&mut response, decision);
+    response
 }
 
 /// Adds the RateLimit headers (IETF draft names) to a response.
-pub fn add_rate_headers(response: &mut Response, decision: Option<Decision>) {
-    let Some(d) = decision else { return };
+fn add_rate_headers(response: &mut Response, d: Decision) {
     let headers = response.headers_mut();
     for (name, value) in [
-        ("ratelimit-limit", d.limit.to_string()),
-        ("ratelimit-remaining", d.remaining.to_string()),
-        ("ratelimit-reset", d.reset.as_secs().to_string()),
+        ("ratelimit-limit", d.limit),
+        ("ratelimit-remaining", d.remaining),
+        ("ratelimit-reset", d.reset.as_secs().max(u64::from(!d.allowed)) as u32),
     ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
 }
 

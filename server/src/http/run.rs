@@ -1,41 +1,51 @@
-//! `POST /api/v1/run`.
+//! `POST /api/v1/run`, a short pipeline of named steps (the rate limit is route middleware):
 //!
-//! 1. Take a rate-limit token for the client.
-//! 2. Read the request: for `application/x-pe-archive` only the frame's header at first; for
-//!    `application/json` the whole (bounded) body.
-//! 3. Check the container and render its options (404, 422) before any input is read.
-//! 4. If the header names the inputs' digest, look in the cache and answer a hit at once,
-//!    without reading the archive.
-//! 5. Read and check the input archive (400, 413), look in the cache, else run the job in the
-//!    pool (503 when the queue is full), and cache the answer if it is cacheable.
+//! 1. [`Form::of`]: archive or JSON, from `Content-Type`.
+//! 2. [`BodyReader::new`]: refuses a declared length over the cap (413) and reserves the body's
+//!    bytes in the server-wide budget of bytes in flight (503 `busy` beyond it).
+//! 3. [`read_request`]: for the archive form only the frame's header; for JSON the whole body.
+//! 4. [`Plan::new`]: checks the strings, finds the container and its image, renders the options
+//!    once (404, 422, 503) into the job-to-be, before any input is read.
+//! 5. With the header's inputs digest, a cache hit is answered before the archive is read.
+//! 6. A full pool answers 503 before the archive (JSON form: before the body) is read.
+//! 7. [`read_inputs`]: the input archive (400, 413), checked against the claimed digest.
+//! 8. The cache by [`cache_key`], else the pool; the answer is cached if it is cacheable.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use executor::{Job, JobLimits};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::api::v1::{self, RunJsonRequest, RunRequest};
 use shared::cpio::{self, Entry, Limits};
 use shared::framing::{HeaderReader, Progress};
 use shared::limits::{MAX_HEADER_BYTES, MAX_STDIN_BYTES};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{AppError, SharedState, add_rate_headers, rate_limit};
+use super::{AppError, SharedState, rate_limited};
 use crate::convert::RunAnswer;
-use crate::jobs::{self, Request as JobRequest};
+use crate::jobs;
 
 /// The archive form's media type.
 pub const ARCHIVE_TYPE: &str = "application/x-pe-archive";
 
-pub fn router() -> Router<SharedState> {
-    Router::new().route("/api/v1/run", post(run))
+pub fn router(state: &SharedState) -> Router<SharedState> {
+    Router::new().route(
+        "/api/v1/run",
+        post(run).layer(middleware::from_fn_with_state(state.clone(), rate_limited)),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,13 +65,35 @@ enum Form {
     Json,
 }
 
+impl Form {
+    fn of(headers: &HeaderMap) -> Result<Form, AppError> {
+        let content_type =
+            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if content_type.starts_with(ARCHIVE_TYPE) {
+            Ok(Form::Archive)
+        } else if content_type.starts_with("application/json") {
+            Ok(Form::Json)
+        } else {
+            Err(AppError::BadRequest(format!(
+                "Content-Type must be {ARCHIVE_TYPE} or application/json, not {content_type:?}"
+            )))
+        }
+    }
+
+    fn respond(self, answer: &RunAnswer) -> Result<Response, AppError> {
+        Ok(match self {
+            Form::Archive => archive_response(answer.to_frame().map_err(AppError::internal)?),
+            Form::Json => axum::Json(answer.to_json()).into_response(),
+        })
+    }
+}
+
 async fn run(
     State(state): State<SharedState>,
     Query(query): Query<RunQuery>,
     req: Request,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let decision = rate_limit(&state, &req)?;
     let bypass = match query.cache.as_deref() {
         None | Some("use") => false,
         Some("bypass") => true,
@@ -69,112 +101,197 @@ async fn run(
             return Err(AppError::BadRequest(format!("cache={other:?}: use cache=bypass")));
         }
     };
-    let content_type =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let form = if content_type.starts_with(ARCHIVE_TYPE) {
-        Form::Archive
-    } else if content_type.starts_with("application/json") {
-        Form::Json
-    } else {
-        return Err(AppError::BadRequest(format!(
-            "Content-Type must be {ARCHIVE_TYPE} or application/json, not {content_type:?}"
-        )));
-    };
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    if declared.is_some_and(|len: usize| len > state.max_body) {
-        return Err(too_large(state.max_body));
+    let form = Form::of(req.headers())?;
+    let mut body = BodyReader::new(req, state.max_body, &state.body_budget)?;
+    if form == Form::Json {
+        // Its header is the whole body: a full pool answers before any of it is read.
+        refuse_if_busy(&state)?;
     }
-    let mut body = BodyReader {
-        stream: req.into_body().into_data_stream(),
-        max: state.max_body,
-        read: 0,
-        pending: Vec::new(),
-    };
-
-    // The request header, and (JSON form) the inputs.
-    let (request, mut inputs): (RunRequest, Option<Inputs>) = match form {
-        Form::Archive => {
-            let (request, rest) = body.header().await?;
-            body.pending = rest;
-            (request, None)
-        }
-        Form::Json => {
-            let bytes = body.all().await?;
-            let json: RunJsonRequest = serde_json::from_slice(&bytes)
-                .map_err(|e| AppError::BadRequest(format!("invalid JSON request: {e}")))?;
-            let (run, files) = json.split();
-            let files = json_files(files)?;
-            let stdin = run.stdin.clone().unwrap_or_default().into_bytes();
-            (run, Some((files, stdin)))
-        }
-    };
-
-    check_strings(&request)?;
-    let entry = state
-        .catalog
-        .get(&request.container)
-        .ok_or_else(|| AppError::NotFound(format!("no container {:?}", request.container)))?;
-    let meta = &entry.meta;
-    let rendered = meta.render(&request.options, &request.args)?;
-    let image =
-        state.images.resolve(&meta.id).map_err(|e| AppError::Unavailable(format!("{e}")))?;
-    if !state.executor_ready {
-        return Err(AppError::Unavailable(
-            "the executor is not ready (kernel or initramfs missing)".into(),
-        ));
-    }
-    let key_for = |digest: &str| {
-        let mut hasher = Sha256::new();
-        let limits = &state.limits;
-        let parts = serde_json::json!({
-            "v": 1, "image": image.digest, "argv": rendered.argv, "env": rendered.env,
-            "extra_env": request.env, "inputs": digest, "cwd": meta.run.cwd,
-            "limits": [limits.timeout.as_millis() as u64, limits.memory_mib as u64, limits.stdout_bytes,
-                       limits.stderr_bytes, limits.output_bytes, limits.output_entries as u64,
-                       meta.run.timeout_secs.unwrap_or(0) as u64],
-        });
-        hasher.update(parts.to_string());
-        hex::encode(hasher.finalize())
-    };
+    let (request, inputs) = read_request(form, &mut body).await?;
+    let plan = Plan::new(&state, &request)?;
 
     // Header-first: a hit is answered before the archive is read.
     if let (Some(digest), false) = (request.inputs_digest.as_deref(), bypass)
-        && let Some(response) = cached(&state, &key_for(digest), form, started).await?
+        && let Some(answer) = cached(&state, &plan.key(&state, digest), started).await
     {
-        return Ok(with_rate(response, decision));
+        return form.respond(&answer);
     }
-
-    let (files, stdin) = match inputs.take() {
+    refuse_if_busy(&state)?;
+    let (files, stdin) = match inputs {
         Some(inputs) => inputs,
-        None => {
-            let archive = body.rest().await?;
-            archive_inputs(&archive, request.stdin.as_deref())?
-        }
+        None => read_inputs(&mut body, &request).await?,
     };
     let digest = v1::inputs_digest(&files, &stdin);
     if request.inputs_digest.as_ref().is_some_and(|claimed| *claimed != digest) {
         return Err(AppError::BadRequest("inputs_digest does not match the input archive".into()));
     }
-    let key = key_for(&digest);
-    if !bypass
-        && request.inputs_digest.is_none()
-        && let Some(response) = cached(&state, &key, form, started).await?
-    {
-        return Ok(with_rate(response, decision));
-    }
+    let key = plan.key(&state, &digest);
     if !bypass {
+        if request.inputs_digest.is_none()
+            && let Some(answer) = cached(&state, &key, started).await
+        {
+            return form.respond(&answer);
+        }
         state.metrics.cache(false);
     }
+    let answer = execute(&state, plan.job(files, stdin), started).await?;
+    let frame = answer.to_frame().map_err(AppError::internal)?;
+    let t = &answer.result.truncated;
+    if answer.result.status.is_cacheable()
+        && !(t.stdout || t.stderr || t.files)
+        && let Err(err) = state.store.cache_put(&key, frame.clone()).await
+    {
+        tracing::warn!(error = %format!("{err:#}"), "cannot store a result in the cache");
+    }
+    Ok(match form {
+        Form::Archive => archive_response(frame),
+        Form::Json => axum::Json(answer.to_json()).into_response(),
+    })
+}
 
-    let job_request = JobRequest {
-        options: request.options.clone(),
-        args: request.args.clone(),
-        env: request.env.clone(),
-        files,
-        stdin,
-    };
-    let job = jobs::job_for(meta, image.clone(), job_request, state.limits)?;
+/// Steps 2 and 6: a full pool answers 503 before the body (or the archive) is read.
+fn refuse_if_busy(state: &SharedState) -> Result<(), AppError> {
+    match state.pool.would_refuse() {
+        Some(retry_after) => {
+            state.metrics.refused(false);
+            Err(AppError::Busy { retry_after })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Step 3: the request header, and for the JSON form the inputs too.
+async fn read_request(
+    form: Form,
+    body: &mut BodyReader,
+) -> Result<(RunRequest, Option<Inputs>), AppError> {
+    match form {
+        Form::Archive => {
+            let (request, rest) = body.header().await?;
+            body.pending = rest;
+            Ok((request, None))
+        }
+        Form::Json => {
+            let bytes = body.all().await?;
+            let json: RunJsonRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| AppError::BadRequest(format!("invalid JSON request: {e}")))?;
+            drop(bytes);
+            let (run, files) = json.split();
+            let stdin = checked_stdin(run.stdin.as_deref())?;
+            let files = json_files(files)?;
+            Ok((run, Some((files, stdin))))
+        }
+    }
+}
+
+/// Step 7: the input archive that follows the header.
+async fn read_inputs(body: &mut BodyReader, request: &RunRequest) -> Result<Inputs, AppError> {
+    let stdin = checked_stdin(request.stdin.as_deref())?;
+    let archive = body.rest().await?;
+    let files =
+        if archive.is_empty() { Vec::new() } else { cpio::decode(&archive, &Limits::INPUT)? };
+    Ok((files, stdin))
+}
+
+/// A request checked against the catalog: the job it becomes, without its inputs.
+struct Plan {
+    container: String,
+    job: Job,
+}
+
+impl Plan {
+    /// Step 4: strings, container, options (rendered once), image, executor.
+    fn new(state: &SharedState, request: &RunRequest) -> Result<Plan, AppError> {
+        check_strings(&request.env, &request.args)?;
+        let entry = state
+            .catalog
+            .get(&request.container)
+            .ok_or_else(|| AppError::NotFound(format!("no container {:?}", request.container)))?;
+        let meta = &entry.meta;
+        let rendered = meta.render(&request.options, &request.args)?;
+        let image = state.images.resolve(&meta.id).map_err(|err| match err {
+            executor::image::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
+                "the image of {:?} is not built on this server yet",
+                meta.id
+            )),
+            executor::image::ImageError::MissingFile { .. } => {
+                tracing::warn!(error = %err, "an image file is missing");
+                AppError::Unavailable(format!(
+                    "the image of {:?} is missing on this server; the operator must rebuild it",
+                    meta.id
+                ))
+            }
+            other => AppError::CannotRun(other.into()),
+        })?;
+        if !state.executor_ready {
+            return Err(AppError::Unavailable(
+                "the executor is not ready (kernel or initramfs missing)".into(),
+            ));
+        }
+        let request = jobs::Request { env: request.env.clone(), ..jobs::Request::default() };
+        let job = jobs::job_rendered(meta, image, rendered, request, state.limits);
+        Ok(Plan { container: meta.id.clone(), job })
+    }
+
+    fn key(&self, state: &SharedState, inputs_digest: &str) -> String {
+        let job = &self.job;
+        cache_key(&KeyParts {
+            v: 2,
+            backend: &state.backend_identity,
+            image: &job.image.digest,
+            argv: &job.argv,
+            env: &job.env,
+            cwd: &job.cwd,
+            inputs: inputs_digest,
+            limits: limit_values(&job.limits),
+        })
+    }
+
+    fn job(self, files: Vec<Entry>, stdin: Vec<u8>) -> (String, Job) {
+        (self.container, Job { files, stdin, ..self.job })
+    }
+}
+
+/// Everything a run's answer depends on, hashed into its cache key: who runs it (the backend
+/// kind and its guest side: kernel, guest init and crun, or the host's crun), the image, the
+/// command line, environment and working directory, the inputs and the limits.
+#[derive(Debug, Serialize)]
+struct KeyParts<'a> {
+    v: u32,
+    backend: &'a str,
+    image: &'a str,
+    argv: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    cwd: &'a str,
+    inputs: &'a str,
+    limits: [u64; 8],
+}
+
+fn limit_values(l: &JobLimits) -> [u64; 8] {
+    [
+        l.timeout.as_millis() as u64,
+        u64::from(l.memory_mib),
+        l.stdout_bytes,
+        l.stderr_bytes,
+        l.output_bytes,
+        l.output_entries as u64,
+        u64::from(l.scratch_mib),
+        u64::from(l.pids_max),
+    ]
+}
+
+/// The cache key: sha256 of the parts' JSON, hex.
+fn cache_key(parts: &KeyParts) -> String {
+    let json = serde_json::to_vec(parts).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
+}
+
+/// Step 8: runs the job in the pool and counts it.
+async fn execute(
+    state: &SharedState,
+    (container, job): (String, Job),
+    started: Instant,
+) -> Result<RunAnswer, AppError> {
     let output = match state.pool.try_submit(&job).await {
         Ok(output) => output,
         Err(executor::ExecError::Busy { retry_after }) => {
@@ -184,68 +301,36 @@ async fn run(
         Err(err) => return Err(exec_error(err)),
     };
     let timeout_ms = job.limits.timeout.as_millis() as u64;
-    let mut answer = RunAnswer::from_job(output, &job.argv, &image, timeout_ms);
+    let mut answer = RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
     answer.result.timings_ms.total = started.elapsed().as_millis() as u64;
     let status = serde_json::to_value(answer.result.status).ok();
     state.metrics.run(
-        &meta.id,
+        &container,
         status.as_ref().and_then(|s| s.as_str()).unwrap_or("?"),
         answer.result.backend.start.as_deref(),
         started.elapsed(),
     );
-
-    {
-        let store = state.store.clone();
-        let container = meta.id.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.record_run(container).await {
-                tracing::warn!(error = %anyhow::Error::from(err), "cannot count the run");
-            }
-        });
-    }
-    let frame = answer.to_frame().map_err(AppError::internal)?;
-    let t = &answer.result.truncated;
-    if answer.result.status.is_cacheable()
-        && !(t.stdout || t.stderr || t.files)
-        && let Err(err) = state.store.cache_put(&key, frame.clone()).await
-    {
-        tracing::warn!(error = %format!("{err:#}"), "cannot store a result in the cache");
-    }
-    let response = match form {
-        Form::Archive => archive_response(frame),
-        Form::Json => axum::Json(answer.to_json()).into_response(),
-    };
-    Ok(with_rate(response, decision))
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(err) = store.record_run(container).await {
+            tracing::warn!(error = %anyhow::Error::from(err), "cannot count the run");
+        }
+    });
+    Ok(answer)
 }
 
 /// A job the executor could not run at all. Trouble on the server's side that may pass (a full
-/// disk, QEMU missing, shutting down) is a 503 with its cause; anything else is internal.
+/// disk, QEMU missing, shutting down) is a 503; anything else is internal. Either way the cause
+/// goes to the log, never to the client (it names host paths).
 fn exec_error(err: executor::ExecError) -> AppError {
     use executor::ExecError;
-    let cause = |err: &dyn std::error::Error| {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    };
     match &err {
         ExecError::WorkDir { .. }
         | ExecError::Spawn { .. }
         | ExecError::ShuttingDown(_)
-        | ExecError::Image(_) => {
-            tracing::warn!(error = %cause(&err), "a job could not be started");
-            AppError::Unavailable(format!("the server cannot run jobs right now: {}", cause(&err)))
-        }
+        | ExecError::Image(_) => AppError::CannotRun(err.into()),
         _ => AppError::internal(err),
     }
-}
-
-fn with_rate(mut response: Response, decision: Option<crate::ratelimit::Decision>) -> Response {
-    add_rate_headers(&mut response, decision);
-    response
 }
 
 fn archive_response(frame: Vec<u8>) -> Response {
@@ -254,22 +339,17 @@ fn archive_response(frame: Vec<u8>) -> Response {
     response
 }
 
-/// A cached answer, marked `cached: true` with this request's timings.
-async fn cached(
-    state: &SharedState,
-    key: &str,
-    form: Form,
-    started: Instant,
-) -> Result<Option<Response>, AppError> {
+/// A cached answer, marked `cached: true` with this request's timings. A cache that cannot be
+/// read is a miss (logged).
+async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunAnswer> {
     let bytes = match state.store.cache_get(key).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
+        Ok(bytes) => bytes?,
         Err(err) => {
             tracing::warn!(error = %format!("{err:#}"), "cache read failed");
-            return Ok(None);
+            return None;
         }
     };
-    let Ok(mut answer) = RunAnswer::from_frame(&bytes) else { return Ok(None) };
+    let mut answer = RunAnswer::from_frame(&bytes).ok()?;
     state.metrics.cache(true);
     answer.result.cached = true;
     answer.result.timings_ms = v1::Timings {
@@ -278,16 +358,13 @@ async fn cached(
         run: answer.result.timings_ms.run,
         total: started.elapsed().as_millis() as u64,
     };
-    Ok(Some(match form {
-        Form::Archive => archive_response(answer.to_frame().map_err(AppError::internal)?),
-        Form::Json => axum::Json(answer.to_json()).into_response(),
-    }))
+    Some(answer)
 }
 
 /// Environment names must be plain identifiers, and no string may hold a NUL byte (the
-/// program's argv and environment are C strings).
-fn check_strings(request: &RunRequest) -> Result<(), AppError> {
-    for (key, value) in &request.env {
+/// program's argv and environment are C strings). Runs and permalinks share these rules.
+pub fn check_strings(env: &BTreeMap<String, String>, args: &[String]) -> Result<(), AppError> {
+    for (key, value) in env {
         let mut chars = key.chars();
         let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -302,26 +379,24 @@ fn check_strings(request: &RunRequest) -> Result<(), AppError> {
             )));
         }
     }
-    if let Some(arg) = request.args.iter().find(|a| a.contains('\0')) {
+    if let Some(arg) = args.iter().find(|a| a.contains('\0')) {
         return Err(AppError::BadRequest(format!("argument {arg:?} holds a NUL byte")));
     }
     Ok(())
 }
 
-/// Splits the request archive into input files and stdin. The archive holds the files at its
-/// root; stdin comes from the header.
-fn archive_inputs(archive: &[u8], stdin: Option<&str>) -> Result<(Vec<Entry>, Vec<u8>), AppError> {
-    let files =
-        if archive.is_empty() { Vec::new() } else { cpio::decode(archive, &Limits::INPUT)? };
-    let stdin = stdin.unwrap_or_default().as_bytes().to_vec();
+/// Standard input, within its cap.
+pub fn checked_stdin(stdin: Option<&str>) -> Result<Vec<u8>, AppError> {
+    let stdin = stdin.unwrap_or_default();
     if stdin.len() > MAX_STDIN_BYTES {
         return Err(AppError::TooLarge(format!("stdin is larger than {MAX_STDIN_BYTES} bytes")));
     }
-    Ok((files, stdin))
+    Ok(stdin.as_bytes().to_vec())
 }
 
-/// The JSON form's inline files, checked by the same rules as an archive.
-fn json_files(files: Vec<v1::JsonFile>) -> Result<Vec<Entry>, AppError> {
+/// The JSON form's inline files, checked by the same rules as an archive. Runs and permalinks
+/// share them.
+pub fn json_files(files: Vec<v1::JsonFile>) -> Result<Vec<Entry>, AppError> {
     let mut encoder = cpio::Encoder::new(std::io::sink(), Limits::INPUT);
     let mut out = Vec::with_capacity(files.len());
     for file in files {
@@ -351,16 +426,44 @@ fn too_large(max: usize) -> AppError {
     AppError::TooLarge(format!("the request body is larger than {max} bytes"))
 }
 
-/// Reads a request body in bounded steps.
-struct BodyReader {
+/// Reads a request body in bounded steps, holding its share of the server's budget of bytes in
+/// flight until the request is answered.
+pub(super) struct BodyReader {
     stream: axum::body::BodyDataStream,
     max: usize,
     read: usize,
     /// Bytes that arrived with the header (the archive's start).
     pending: Vec<u8>,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl BodyReader {
+    /// Step 2: a declared length over `max` is refused at once; the body's bytes (declared, or
+    /// `max` when undeclared) are reserved in `budget`, or the server is busy.
+    pub(super) fn new(
+        req: Request,
+        max: usize,
+        budget: &Arc<Semaphore>,
+    ) -> Result<BodyReader, AppError> {
+        let declared: Option<usize> =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        if declared.is_some_and(|len| len > max) {
+            return Err(too_large(max));
+        }
+        let reserve = declared.unwrap_or(max).max(1);
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(reserve as u32)
+            .map_err(|_| AppError::Busy { retry_after: std::time::Duration::from_secs(1) })?;
+        Ok(BodyReader {
+            stream: req.into_body().into_data_stream(),
+            max: declared.unwrap_or(max),
+            read: 0,
+            pending: Vec::new(),
+            _budget: Some(permit),
+        })
+    }
+
     /// Everything after the header.
     async fn rest(&mut self) -> Result<Vec<u8>, AppError> {
         let mut out = std::mem::take(&mut self.pending);
@@ -395,11 +498,58 @@ impl BodyReader {
         }
     }
 
-    async fn all(&mut self) -> Result<Vec<u8>, AppError> {
-        let mut out = Vec::new();
+    pub(super) async fn all(&mut self) -> Result<Vec<u8>, AppError> {
+        let mut out = Vec::with_capacity(self.max.min(1 << 20));
         while let Some(chunk) = self.next_chunk().await? {
             out.extend_from_slice(&chunk);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> (BTreeMap<String, String>, Vec<String>) {
+        (BTreeMap::from([("A".into(), "1".into())]), vec!["sh".into(), "main.sh".into()])
+    }
+
+    /// Each part of the key, changed alone, changes the key.
+    #[test]
+    fn every_part_of_the_cache_key_counts() {
+        let (env, argv) = parts();
+        let base = KeyParts {
+            v: 2,
+            backend: "microvm:guest-1",
+            image: "sha256:aa",
+            argv: &argv,
+            env: &env,
+            cwd: "/input",
+            inputs: "d1",
+            limits: limit_values(&JobLimits::default()),
+        };
+        let key = cache_key(&base);
+        let other_env = BTreeMap::from([("A".into(), "2".into())]);
+        let other_argv = vec!["sh".to_owned()];
+        let mut longer = JobLimits::default();
+        longer.timeout *= 2;
+        let mut more_pids = JobLimits::default();
+        more_pids.pids_max += 1;
+        let variants = [
+            ("guest side", KeyParts { backend: "microvm:guest-2", ..base }),
+            ("backend kind", KeyParts { backend: "sandbox:crun-1", ..base }),
+            ("image", KeyParts { image: "sha256:bb", ..base }),
+            ("argv", KeyParts { argv: &other_argv, ..base }),
+            ("env", KeyParts { env: &other_env, ..base }),
+            ("cwd", KeyParts { cwd: "/", ..base }),
+            ("inputs", KeyParts { inputs: "d2", ..base }),
+            ("time limit", KeyParts { limits: limit_values(&longer), ..base }),
+            ("pids limit", KeyParts { limits: limit_values(&more_pids), ..base }),
+        ];
+        for (what, parts) in variants {
+            assert_ne!(cache_key(&parts), key, "{what} is not in the key");
+        }
+        assert_eq!(cache_key(&KeyParts { ..base }), key, "the key is deterministic");
     }
 }

@@ -34,7 +34,17 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
 
 /// Hashed assets (trunk names them `name-<16 hex>.ext`) never change: cache them for a year.
 /// Others (Monaco's files, the boot script) for an hour.
+/// A name longer than any file system allows is no file: 404 (the file service would fail to
+/// open it and answer 500).
 async fn cache_lifetime(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req
+        .uri()
+        .path()
+        .split('/')
+        .any(|segment| decoded_len(segment) > shared::limits::MAX_NAME_BYTES)
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let hashed = req.uri().path().rsplit('/').next().is_some_and(|name| {
         let stem = name.split('.').next().unwrap_or("");
         stem.rsplit_once('-')
@@ -66,4 +76,9 @@ async fn index(State(state): State<SharedState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The length of a URL path segment once percent-decoded.
+fn decoded_len(segment: &str) -> usize {
+    segment.len() - 2 * segment.matches('%').count().min(segment.len() / 3)
 }

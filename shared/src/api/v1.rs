@@ -289,6 +289,10 @@ pub enum ErrorCode {
     BadRequest,
     /// 404: no such container, link or route.
     NotFound,
+    /// 405: the route exists, the method does not (the `Allow` header lists those that do).
+    MethodNotAllowed,
+    /// 408: the request took longer than the server's request timeout.
+    Timeout,
     /// 413: the request is larger than allowed.
     TooLarge,
     /// 422: an option value is not accepted by the container's metadata.
@@ -313,6 +317,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// The request's `x-request-id`: the server's log has the details under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -377,7 +384,11 @@ mod tests {
             ]
         );
         let body = ErrorBody {
-            error: ErrorDetail { code: ErrorCode::InvalidOption, message: "m".into() },
+            error: ErrorDetail {
+                code: ErrorCode::InvalidOption,
+                message: "m".into(),
+                request_id: None,
+            },
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
