@@ -244,6 +244,20 @@ impl WarmPool {
         })
     }
 
+    /// Containers whose snapshot template failed (their jobs boot instead).
+    pub fn failed_templates(&self) -> Vec<String> {
+        let targets = lock(&self.targets);
+        let mut ids: Vec<String> = lock(&self.templates)
+            .iter()
+            .filter(|(_, slot)| matches!(slot, TemplateSlot::Failed))
+            .map(|(digest, _)| {
+                targets.get(digest).map_or_else(|| digest.clone(), |t| t.0.id.clone())
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
     pub fn stats(&self) -> WarmStats {
         let templates: Vec<Arc<Template>> = lock(&self.templates)
             .values()

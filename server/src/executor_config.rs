@@ -66,6 +66,8 @@ pub struct ChosenBackend {
     /// The backend kind and its parts, for cache keys: `microvm:` with the kernel and the
     /// initramfs (guest init and crun), or `sandbox:` with the host's crun.
     pub identity: String,
+    /// The files it needs, checked again by `/readyz`.
+    pub parts: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for ChosenBackend {
@@ -199,6 +201,7 @@ impl ExecutorArgs {
                 ready: std::path::Path::new("/usr/bin/crun").is_file(),
                 vm: None,
                 identity: identity("sandbox", &[Path::new(SANDBOX_CRUN)]),
+                parts: vec![SANDBOX_CRUN.into()],
             }),
             BackendChoice::Microvm => {
                 let ready =
@@ -206,6 +209,11 @@ impl ExecutorArgs {
                 let (config, report) = self.probe(config).await;
                 Ok(ChosenBackend {
                     identity: identity("microvm", &[&config.kernel, &config.initramfs]),
+                    parts: vec![
+                        config.kernel.clone(),
+                        config.initramfs.clone(),
+                        config.qemu.clone(),
+                    ],
                     backend: Arc::new(MicroVm { config: config.clone() }),
                     name: report.accel.to_string(),
                     reason: report.reason,

@@ -15,6 +15,7 @@ pub mod convert;
 pub mod doctor;
 pub mod executor_config;
 pub mod gc;
+pub mod health;
 pub mod http;
 pub mod image_cmd;
 pub mod jobs;

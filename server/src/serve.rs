@@ -174,6 +174,14 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         backend_identity: chosen.identity.clone(),
         static_dir: args.static_dir.clone(),
         executor_ready: chosen.ready,
+        health: crate::health::HealthChecks {
+            parts: chosen.parts.clone(),
+            disks: [Some(data_dir.clone()), chosen.vm.as_ref().map(|vm| vm.work_dir.clone())]
+                .into_iter()
+                .flatten()
+                .collect(),
+            min_free_bytes: crate::health::MIN_FREE_BYTES,
+        },
         backend_name: chosen.name.clone(),
         warm: warm_pool,
         site,

@@ -3,9 +3,13 @@
 //!
 //! The cache keeps each result as one file `<data>/cache/<key>` holding the archive-form answer
 //! (`<u32 len><RunResult JSON><cpio>`), and one row per file (key, size, last use) so it can be
-//! bounded in bytes: when it grows past its budget the least recently used entries go.
+//! bounded in bytes: when it grows past its budget the least recently used entries go, read a
+//! few at a time from the `used` index. The total is kept beside the connection (summed once at
+//! open), so a write costs no scan. Each write goes to a temporary file of its own, renamed
+//! into place: concurrent writers of one key never share one.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,10 +33,23 @@ pub enum StoreError {
 /// SQLite plus the cache directory. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Arc<Mutex<Connection>>,
+    db: Arc<Mutex<Db>>,
     cache_dir: PathBuf,
     cache_budget: u64,
 }
+
+/// The connection, and the cache's total size in bytes (what `SUM(size)` would say).
+#[derive(Debug)]
+struct Db {
+    conn: Connection,
+    cache_total: i64,
+}
+
+/// Tells temporary files of this process apart.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Cache rows read per step of an eviction.
+const EVICT_BATCH: i64 = 32;
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -56,7 +73,13 @@ impl Store {
              CREATE TABLE IF NOT EXISTS usage (
                  container TEXT PRIMARY KEY, runs INTEGER NOT NULL, last INTEGER NOT NULL);",
         )?;
-        Ok(Store { db: Arc::new(Mutex::new(db)), cache_dir, cache_budget })
+        let cache_total: i64 =
+            db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
+        Ok(Store {
+            db: Arc::new(Mutex::new(Db { conn: db, cache_total })),
+            cache_dir,
+            cache_budget,
+        })
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -64,10 +87,18 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.with_state(move |db| f(&db.conn)).await
+    }
+
+    /// Runs `f` with the connection and the cache total on a blocking thread.
+    async fn with_state<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&conn)
+            let mut db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut db)
         })
         .await?
     }
@@ -121,37 +152,45 @@ impl Store {
             return Ok(()); // one entry may not crowd out the rest
         }
         let path = self.cache_path(key);
-        let tmp = self.cache_dir.join(format!(".{key}.tmp"));
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.cache_dir.join(format!(".{key}.{}.{n}.tmp", std::process::id()));
         let size = bytes.len() as i64;
         tokio::fs::write(&tmp, bytes)
             .await
             .map_err(|source| StoreError::Io { path: tmp.clone(), source })?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        if let Err(source) = tokio::fs::rename(&tmp, &path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(StoreError::Io { path: path.clone(), source });
+        }
         let key = key.to_owned();
         let budget = self.cache_budget as i64;
         let dir = self.cache_dir.clone();
-        self.with_db(move |db| {
-            db.execute(
+        self.with_state(move |db| {
+            let old: Option<i64> = db
+                .conn
+                .query_row("SELECT size FROM cache WHERE key = ?1", [&key], |r| r.get(0))
+                .optional()?;
+            db.conn.execute(
                 "INSERT OR REPLACE INTO cache (key, size, used) VALUES (?1, ?2, ?3)",
                 params![key, size, now()],
             )?;
-            let total: i64 =
-                db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
-            if total > budget {
-                let mut excess = total - budget;
-                let mut stmt = db.prepare("SELECT key, size FROM cache ORDER BY used ASC")?;
-                let victims: Vec<(String, i64)> = stmt
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            db.cache_total += size - old.unwrap_or(0);
+            while db.cache_total > budget {
+                let victims: Vec<(String, i64)> = db
+                    .conn
+                    .prepare_cached("SELECT key, size FROM cache ORDER BY used ASC LIMIT ?1")?
+                    .query_map([EVICT_BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
+                if victims.is_empty() {
+                    break;
+                }
                 for (victim, size) in victims {
-                    if excess <= 0 {
+                    if db.cache_total <= budget {
                         break;
                     }
                     let _ = std::fs::remove_file(dir.join(&victim));
-                    db.execute("DELETE FROM cache WHERE key = ?1", [&victim])?;
-                    excess -= size;
+                    db.conn.execute("DELETE FROM cache WHERE key = ?1", [&victim])?;
+                    db.cache_total -= size;
                 }
             }
             Ok(())
@@ -193,26 +232,24 @@ impl Store {
 
     /// Bytes held by the cache.
     pub async fn cache_size(&self) -> Result<u64, StoreError> {
-        self.with_db(|db| {
-            let total: i64 =
-                db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
-            Ok(total as u64)
-        })
-        .await
+        self.with_state(|db| Ok(db.cache_total.max(0) as u64)).await
     }
 
     /// Removes cache entries unused for `max_age_secs` and stray temporary files. Returns how
     /// many entries were removed.
     pub async fn gc(&self, max_age_secs: i64) -> Result<usize, StoreError> {
         let dir = self.cache_dir.clone();
-        self.with_db(move |db| {
+        self.with_state(move |state| {
             let cutoff = now() - max_age_secs;
-            let mut stmt = db.prepare("SELECT key FROM cache WHERE used < ?1")?;
-            let old: Vec<String> =
-                stmt.query_map([cutoff], |r| r.get(0))?.collect::<Result<_, _>>()?;
-            for key in &old {
+            let db = &state.conn;
+            let mut stmt = db.prepare("SELECT key, size FROM cache WHERE used < ?1")?;
+            let old: Vec<(String, i64)> = stmt
+                .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (key, size) in &old {
                 let _ = std::fs::remove_file(dir.join(key));
                 db.execute("DELETE FROM cache WHERE key = ?1", [key])?;
+                state.cache_total -= size;
             }
             // Files without a row (a crash between write and insert) and temporary files.
             if let Ok(read) = std::fs::read_dir(&dir) {
@@ -275,6 +312,9 @@ mod tests {
             .with_db(|db| Ok(db.execute("UPDATE cache SET used = 0 WHERE key = 'a'", [])?))
             .await
             .unwrap();
+        // Replacing an entry counts its size once.
+        store.cache_put("b", vec![2; 200]).await.unwrap();
+        assert_eq!(store.cache_size().await.unwrap(), 400);
         for key in ["c", "d", "e"] {
             store.cache_put(key, vec![3; 200]).await.unwrap();
         }
@@ -285,5 +325,35 @@ mod tests {
         // An entry larger than a quarter of the budget is not kept.
         store.cache_put("big", vec![0; 600]).await.unwrap();
         assert_eq!(store.cache_get("big").await.unwrap(), None);
+        // The kept total is what the rows say, also after reopening.
+        let summed: i64 = store
+            .with_db(|db| Ok(db.query_row("SELECT SUM(size) FROM cache", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(store.cache_size().await.unwrap(), summed as u64);
+        drop(store);
+        let reopened = Store::open(dir.path(), 1000).unwrap();
+        assert_eq!(reopened.cache_size().await.unwrap(), summed as u64);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_of_one_key_each_use_a_file_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let writers: Vec<_> = (0..32u8)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.cache_put("k", vec![n; 64 * 1024]).await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().expect("every writer succeeds");
+        }
+        let kept = store.cache_get("k").await.unwrap().unwrap();
+        assert_eq!(kept.len(), 64 * 1024);
+        assert!(kept.iter().all(|b| *b == kept[0]), "one writer's whole answer, not a mix");
+        assert_eq!(store.cache_size().await.unwrap(), 64 * 1024);
+        let strays = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
+        assert_eq!(strays, 1, "no temporary file is left");
     }
 }

@@ -272,3 +272,45 @@ async fn links_are_checked_by_the_rules_of_runs() {
     // What a run accepts, a link accepts.
     assert_eq!(send(&h, post(state(json!({})))).await.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn readiness_is_checked_at_each_probe() {
+    let ready = |h: &Harness| {
+        let state = h.state.clone();
+        async move {
+            use tower::ServiceExt;
+            let response = server::http::app(state).oneshot(get("/readyz")).await.unwrap();
+            let status = response.status();
+            (status, body_json(response).await)
+        }
+    };
+    let mut h = harness(1, 4, 0, None);
+    let (status, body) = ready(&h).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["problems"], json!([]));
+    // The disk fills up.
+    Arc::get_mut(&mut h.state).unwrap().health.min_free_bytes = u64::MAX;
+    let (status, body) = ready(&h).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["problems"][0]["check"], "disk_full", "{body}");
+    Arc::get_mut(&mut h.state).unwrap().health.min_free_bytes = 0;
+    // A part of the backend goes missing.
+    let part = h._dirs.1.path().join("vmlinux");
+    std::fs::write(&part, b"kernel").unwrap();
+    Arc::get_mut(&mut h.state).unwrap().health.parts = vec![part.clone()];
+    assert_eq!(ready(&h).await.0, StatusCode::OK);
+    std::fs::remove_file(&part).unwrap();
+    let (status, body) = ready(&h).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["problems"][0]["check"], "part_missing", "{body}");
+    std::fs::write(&part, b"kernel").unwrap();
+    // The image store becomes unreadable.
+    let images = h._dirs.0.path().to_owned();
+    let moved = h._dirs.1.path().join("images-moved");
+    std::fs::rename(&images, &moved).unwrap();
+    let (status, body) = ready(&h).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["problems"][0]["check"], "image_store_unreadable", "{body}");
+    std::fs::rename(&moved, &images).unwrap();
+    assert_eq!(ready(&h).await.0, StatusCode::OK, "and it recovers by itself");
+}

@@ -71,8 +71,10 @@ pub struct AppState {
     pub backend_identity: String,
     /// The built frontend (trunk's `dist/`), if any.
     pub static_dir: Option<PathBuf>,
-    /// Whether the executor can run jobs (kernel, initramfs and QEMU are there).
+    /// Whether the executor could run jobs at start (kernel, initramfs and QEMU were there).
     pub executor_ready: bool,
+    /// What `/readyz` checks each time.
+    pub health: crate::health::HealthChecks,
     /// `kvm`, `tcg` or `sandbox`, for /readyz and /metrics.
     pub backend_name: String,
     /// The pre-booted VMs, when there are any.

@@ -28,12 +28,22 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready when no fatal problem is found now (`crate::health`); the problems are listed.
 async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    let built = state.catalog.iter().filter(|e| state.images.resolve(&e.meta.id).is_ok()).count();
-    let ready = state.executor_ready && built > 0;
+    let check = state.clone();
+    let (built, problems) = tokio::task::spawn_blocking(move || {
+        let built =
+            check.catalog.iter().filter(|e| check.images.resolve(&e.meta.id).is_ok()).count();
+        let failed = check.warm.as_ref().map(|w| w.failed_templates()).unwrap_or_default();
+        (built, check.health.run(&check.images, built, &failed))
+    })
+    .await
+    .unwrap_or_default();
+    let ready = !problems.iter().any(|p| p.fatal);
     let warm = state.warm.as_ref().map(|w| w.stats()).unwrap_or_default();
     let body = json!({
         "ready": ready,
+        "problems": problems,
         "backend": state.backend_name,
         "executor": state.executor_ready,
         "images_built": built,

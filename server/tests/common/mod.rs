@@ -125,6 +125,11 @@ pub fn harness_with_static(
         backend_identity: "fake:1".into(),
         static_dir,
         executor_ready: true,
+        health: server::health::HealthChecks {
+            parts: Vec::new(),
+            disks: vec![data_dir.path().to_owned()],
+            min_free_bytes: 0,
+        },
         backend_name: "fake".into(),
         warm: None,
         site,
