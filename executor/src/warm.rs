@@ -43,6 +43,56 @@ pub struct WaitingVm {
     pub started_in: Duration,
     /// `warm` (booted ahead) or `snapshot` (restored from a template).
     start: &'static str,
+    /// QEMU's stderr, drained while the VM waits.
+    stderr: StderrTail,
+}
+
+/// QEMU's stderr, read as it is written: a VM may wait long for its job, and a pipe nobody
+/// reads would fill and block QEMU. The last [`TAIL_BYTES`] are kept for error messages, and the
+/// first [`LOG_LINES`] lines go to the log.
+#[derive(Debug)]
+struct StderrTail(Option<tokio::task::JoinHandle<Vec<u8>>>);
+
+/// Bytes of QEMU's stderr kept for an error message.
+const TAIL_BYTES: usize = 16 * 1024;
+/// Lines of QEMU's stderr logged per VM.
+const LOG_LINES: usize = 20;
+
+impl StderrTail {
+    fn spawn(pipe: Option<tokio::process::ChildStderr>, kind: &str) -> StderrTail {
+        let Some(mut pipe) = pipe else { return StderrTail(None) };
+        let kind = kind.to_owned();
+        StderrTail(Some(tokio::spawn(async move {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut logged = 0;
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                for line in String::from_utf8_lossy(&buf[..n]).lines().filter(|l| !l.is_empty()) {
+                    if logged < LOG_LINES {
+                        tracing::warn!(vm = %kind, line, "QEMU said");
+                        logged += 1;
+                    }
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > TAIL_BYTES {
+                    tail.drain(..tail.len() - TAIL_BYTES);
+                }
+            }
+            tail
+        })))
+    }
+
+    /// What QEMU wrote, once it has exited (the pipe is closed, so the drain ends).
+    async fn collect(&mut self) -> String {
+        let Some(task) = self.0.take() else { return String::new() };
+        match tokio::time::timeout(Duration::from_secs(2), task).await {
+            Ok(Ok(tail)) => String::from_utf8_lossy(&tail).trim().to_owned(),
+            _ => String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for WaitingVm {
@@ -85,7 +135,8 @@ pub async fn launch(
     ));
     cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
     extra(&mut cmd, dir.path());
-    let child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let stderr = StderrTail::spawn(child.stderr.take(), kind);
     Ok(WaitingVm {
         child,
         dir,
@@ -93,6 +144,7 @@ pub async fn launch(
         control: None,
         started_in: started.elapsed(),
         start: "warm",
+        stderr,
     })
 }
 
@@ -157,11 +209,8 @@ pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: String) -> String {
     if !matches!(vm.child.try_wait(), Ok(Some(_))) {
         return err;
     }
-    let mut stderr = String::new();
-    if let Some(mut pipe) = vm.child.stderr.take() {
-        let _ = (&mut pipe).take(4096).read_to_string(&mut stderr).await;
-    }
-    if stderr.trim().is_empty() { err } else { format!("{err}: {}", stderr.trim()) }
+    let stderr = vm.stderr.collect().await;
+    if stderr.is_empty() { err } else { format!("{err}: {stderr}") }
 }
 
 /// Where ready VMs come from.
@@ -525,14 +574,11 @@ impl WarmPool {
             },
         };
         let vm_ms = started.elapsed().as_millis() as u64;
-        let mut stderr = String::new();
-        if let Some(mut pipe) = vm.child.stderr.take() {
-            let _ = (&mut pipe).take(64 * 1024).read_to_string(&mut stderr).await;
-        }
+        let stderr = vm.stderr.collect().await;
         let output = vm::output_from_io_file(
             &vm.io_path,
             status,
-            stderr.trim(),
+            &stderr,
             vm_ms,
             job,
             &self.config,
@@ -568,5 +614,30 @@ impl Backend for WarmMicroVm {
                 None => vm::run_cold(&self.warm.config, job).await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that writes far more to stderr than a pipe holds ends, because the tail drains
+    /// it; the last bytes are kept.
+    #[tokio::test]
+    async fn stderr_is_drained_while_the_process_runs_and_its_tail_is_kept() {
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", "head -c 300000 /dev/zero | tr '\\0' x >&2; echo end >&2"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut tail = StderrTail::spawn(child.stderr.take(), "test");
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the writer was not blocked on a full pipe")
+            .unwrap();
+        assert!(status.success());
+        let kept = tail.collect().await;
+        assert!(kept.ends_with("xxxend"), "{:?}", &kept[kept.len().saturating_sub(20)..]);
+        assert!(kept.len() <= TAIL_BYTES);
     }
 }
