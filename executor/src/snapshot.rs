@@ -72,10 +72,16 @@ impl Template {
         let ram_dir = workdir::create(&ram_dir_base(&config.work_dir), RAM_DIR_KIND)
             .map_err(|e| format!("cannot create the RAM file's directory: {e}"))?;
         let ram = ram_dir.path().join("ram");
-        // The template stays root: no job ever runs in it, and QEMU must reach the host's save
-        // socket after start-up, which it could not as a user without access to the work
-        // directory.
-        let config = &VmConfig { run_as: None, ..config.clone() };
+        // QEMU reaches the host's save socket after it has switched to its unprivileged user:
+        // the socket lives in a directory of its own that only that user (and root) can enter.
+        let save_dir = save_dir(config)?;
+        let save_path = save_dir.path().join("save.sock");
+        let listener = UnixListener::bind(&save_path)
+            .map_err(|e| format!("cannot listen on {}: {e}", save_path.display()))?;
+        if let Some(user) = &config.run_as {
+            std::os::unix::fs::chown(&save_path, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("cannot hand the save socket to {}: {e}", user.name))?;
+        }
         let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
@@ -84,12 +90,9 @@ impl Template {
         .await?;
         warm::wait_ready(&mut vm).await?;
         let qmp_path = vm.dir.path().join("qmp.sock");
-        let save_path = vm.dir.path().join("save.sock");
         let state = async {
             let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(5)).await?;
             ignore_shared(&mut qmp).await?;
-            let listener = UnixListener::bind(&save_path)
-                .map_err(|e| format!("cannot listen on {}: {e}", save_path.display()))?;
             // The guest is idle in `wait_for_go`; migrating it while it runs records it as
             // running, so clones resume by themselves once loaded.
             let uri = format!("unix:{}", save_path.display());
@@ -183,6 +186,22 @@ impl Template {
         vm.started_in = started.elapsed();
         Ok(vm)
     }
+}
+
+/// Kind of the directory holding a template's save socket (in the system's temporary
+/// directory, which every user can traverse).
+pub const SAVE_DIR_KIND: &str = "pe_save";
+
+/// A directory for a template's save socket that QEMU's user can enter and nobody else but
+/// root: mode 0700, owned by that user.
+fn save_dir(config: &VmConfig) -> Result<tempfile::TempDir, String> {
+    let dir = workdir::create(&std::env::temp_dir(), SAVE_DIR_KIND)
+        .map_err(|e| format!("cannot create the save socket's directory: {e}"))?;
+    if let Some(user) = &config.run_as {
+        std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid))
+            .map_err(|e| format!("cannot hand {} to {}: {e}", dir.path().display(), user.name))?;
+    }
+    Ok(dir)
 }
 
 /// Guest RAM in a file: for the template (`shared`: its RAM is the file) or a clone (private

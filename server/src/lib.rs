@@ -19,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod image_cmd;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
 pub mod run_cmd;

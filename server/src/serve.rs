@@ -58,6 +58,14 @@ pub struct ServeArgs {
     /// 503 busy before its body is read (at least one largest body always fits).
     #[arg(long, env = "PE_INFLIGHT_MIB", default_value_t = 64)]
     pub inflight_mib: u64,
+    /// Seconds for a request's headers to arrive; also how long an idle keep-alive connection
+    /// is kept.
+    #[arg(long, env = "PE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Open connections per client (IPv6: per /64); more are closed at once. Trusted proxies
+    /// are not capped.
+    #[arg(long, env = "PE_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub connections_per_client: usize,
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
@@ -127,6 +135,10 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             + executor::workdir::sweep_stale(
                 &executor::snapshot::ram_dir_base(&vm.work_dir),
                 &[executor::snapshot::RAM_DIR_KIND],
+            )
+            + executor::workdir::sweep_stale(
+                &std::env::temp_dir(),
+                &[executor::snapshot::SAVE_DIR_KIND],
             );
         if swept > 0 {
             tracing::info!(swept, "removed directories left by servers that are gone");
@@ -211,8 +223,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         chosen.name,
         data_dir.display()
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+    let conn_limits = crate::listener::ConnLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        per_client: args.connections_per_client.max(1),
+        trusted_proxies: args.trusted_proxies.clone(),
+    };
+    crate::listener::serve(listener, app, conn_limits, shutdown_signal())
         .await
         .context("the server failed")?;
     // Stop admitting jobs; the VMs of requests that were cut off died with their futures.

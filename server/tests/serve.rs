@@ -85,12 +85,19 @@ fn run_json(port: u16, body: &str) -> (u16, String, serde_json::Value) {
     (status, headers, json)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// A field of `/proc/PID/status` in KiB (`VmHWM` peak, `VmRSS` now). Panics when it cannot be
+/// read: a test must not pass on a 0 it never measured.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM")
 }
 
 #[test]
@@ -225,6 +232,7 @@ fn wait_for_warm(port: u16) {
 /// Three jobs in turn on warm VMs made one way (`boot` or `snapshot`): each must get a VM of
 /// its own that nothing earlier touched.
 fn warm_vms_run_one_job_each(start: &str, kind: &str) {
+    let watcher = QemuUids::watch();
     let server = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", start)]);
     let body = |i: u32| {
         format!(
@@ -247,6 +255,74 @@ fn warm_vms_run_one_job_each(start: &str, kind: &str) {
     let templates = if kind == "snapshot" { 1 } else { 0 };
     assert!(metrics.contains(&format!("pe_snapshot_templates {templates}\n")), "{metrics}");
     assert!(metrics.contains(&format!("pe_vm_starts_total{{start=\"{kind}\"}} 3\n")), "{metrics}");
+    // Every QEMU ran unprivileged once started, the snapshot template included.
+    let seen = watcher.stop();
+    let dir = server.work.path().to_string_lossy().into_owned();
+    let ours: Vec<_> = seen.iter().filter(|q| q.cmdline.contains(&dir)).collect();
+    assert!(ours.iter().any(|q| q.cmdline.contains("/warm-") || q.cmdline.contains("/clone-")));
+    if kind == "snapshot" {
+        assert!(ours.iter().any(|q| q.cmdline.contains("/template-")), "no template seen");
+    }
+    for q in ours {
+        assert_ne!(q.last_uid, 0, "QEMU {} still ran as root: {}", q.pid, q.cmdline);
+    }
+}
+
+/// A QEMU process seen while watching, with the uid it had when last seen.
+#[derive(Debug, Clone)]
+struct SeenQemu {
+    pid: u32,
+    cmdline: String,
+    last_uid: u32,
+}
+
+/// Polls /proc for QEMU processes until stopped.
+struct QemuUids {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<SeenQemu>>,
+}
+
+impl QemuUids {
+    fn watch() -> QemuUids {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen: std::collections::HashMap<u32, SeenQemu> = Default::default();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+                    let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                        continue;
+                    };
+                    let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    if !cmdline.contains("qemu-system") {
+                        continue;
+                    }
+                    // QEMU switches user after start-up: only a uid seen once the process has run
+                    // a while counts, so each observation replaces the last.
+                    let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                        continue;
+                    };
+                    let uid = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().next()?.parse().ok())
+                        .unwrap_or(0);
+                    let started = status.contains("State:\tS") || status.contains("State:\tR");
+                    if started {
+                        seen.insert(pid, SeenQemu { pid, cmdline, last_uid: uid });
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen.into_values().collect()
+        });
+        QemuUids { stop, thread }
+    }
+
+    fn stop(self) -> Vec<SeenQemu> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 #[test]
@@ -440,4 +516,63 @@ fn warm_containers_follow_what_this_server_runs() {
         assert!(Instant::now() < deadline, "templates: {} RAM files; {metrics}", ram_files());
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Reads until the server closes the connection (or `within` passes): whether it closed.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn slow_headers_idle_keep_alive_and_too_many_connections_are_closed() {
+    let server = start_server(&[
+        ("PE_HEADER_TIMEOUT_SECS", "2"),
+        ("PE_CONNECTIONS_PER_CLIENT", "4"),
+    ]);
+    let connect = || TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Slow loris: a header byte every 300 ms never completes a head within 2 s.
+    let mut slow = connect();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle().take(60) {
+        std::thread::sleep(Duration::from_millis(300));
+        if slow.write_all(&[*byte]).is_err() || closed_within(&mut slow, Duration::ZERO) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a slow-loris connection stayed open {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(8), "cut after {:?}", started.elapsed());
+    // Idle keep-alive: one request answered, then nothing: closed after the timeout.
+    let mut idle = connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut idle, Duration::from_secs(6)), "an idle keep-alive connection stayed");
+    // Four connections at once are allowed, the fifth is closed at once.
+    let mut held: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = connect();
+    assert!(closed_within(&mut fifth, Duration::from_secs(1)), "a fifth connection was kept");
+    // Once they are gone, the client is served again.
+    for stream in &mut held {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http(server.port, "GET", "/healthz", "", "").unwrap().0, 200);
 }
