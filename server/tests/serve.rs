@@ -433,8 +433,15 @@ fn hostile_jobs_through_the_api_end_with_clear_statuses() {
     let json = run("nc -w 1 192.0.2.1 80 </dev/null; ls /sys/class/net");
     assert_eq!(json["stdout"], "lo\n", "{json}");
     assert!(json["stderr"].as_str().unwrap().contains("Network is unreachable"), "{json}");
-    let json = run("bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 1; echo alive");
+    // A fork bomb: the pids limit refuses its forks (counted by the job's cgroup).
+    let json = run("bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 1; \
+                    read -r max < /sys/fs/cgroup/pids.max; read -r ev < /sys/fs/cgroup/pids.events; \
+                    echo \"$max $ev\"");
     assert!(["exited", "timeout"].contains(&json["status"].as_str().unwrap()), "{json}");
+    let stdout = json["stdout"].as_str().unwrap();
+    let (max, refused) = stdout.trim().split_once(" max ").unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(max, shared::limits::DEFAULT_PIDS_MAX.to_string(), "{json}");
+    assert!(refused.parse::<u64>().unwrap() > 0, "no fork was refused: {json}");
     // None of these results is cached: they hit a limit.
     let json = run("echo start; while :; do :; done");
     assert_eq!(json["cached"], false);

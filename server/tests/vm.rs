@@ -169,21 +169,40 @@ fn boot_allowance(json: &serde_json::Value) -> Duration {
 #[test]
 fn a_fork_bomb_is_capped_by_the_pids_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = "bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 2; \
-                  ps -o pid | wc -l; sleep 1; echo survived";
     let run =
-        pe_run(&["--json", "--timeout", "6", "busybox", "--", "sh", "-c", script], tmp.path());
+        pe_run(&["--json", "--timeout", "6", "busybox", "--", "sh", "-c", FORK_BOMB], tmp.path());
     let json = run.json();
     let status = json["status"].as_str().unwrap();
     assert!(["exited", "signaled", "timeout"].contains(&status), "{json}");
-    // Whatever the bomb did, the process count never passed the cap (256).
-    if let Some(count) = json["stdout"].as_str().unwrap().lines().next() {
-        let count: u32 = count.trim().parse().unwrap_or(0);
-        assert!(count <= 257, "{count} processes");
-    }
+    assert_the_pids_limit_stopped_the_bomb(json["stdout"].as_str().unwrap());
     // The host is unharmed: the next job runs normally.
     let next = pe_run(&["busybox", "--", "echo", "fine"], tmp.path());
     assert_eq!(next.stdout(), "fine\n");
+}
+
+/// A fork bomb, then (with shell builtins only: forks fail while it runs) the job cgroup's pids
+/// limit, its peak and how often it refused a fork.
+const FORK_BOMB: &str = "bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 2; \
+    for f in pids.max pids.peak pids.events; do read -r v < /sys/fs/cgroup/$f && echo \"$f $v\"; done; \
+    echo survived";
+
+/// Checks what [`FORK_BOMB`] printed: the limit is the default, the process count never passed
+/// it, and the limit is what refused forks.
+fn assert_the_pids_limit_stopped_the_bomb(stdout: &str) {
+    let value = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {stdout:?}"))
+            .to_owned()
+    };
+    let max: u32 = value("pids.max").parse().unwrap();
+    assert_eq!(max, shared::limits::DEFAULT_PIDS_MAX, "{stdout}");
+    let peak: u32 = value("pids.peak").parse().unwrap();
+    assert!(peak <= max && peak >= max / 2, "peak {peak} of {max}: the bomb did not reach the cap");
+    let refused: u64 = value("pids.events").strip_prefix("max ").unwrap().parse().unwrap();
+    assert!(refused > 0, "no fork was refused by the pids limit: {stdout}");
+    assert!(stdout.contains("survived"), "{stdout}");
 }
 
 #[test]
