@@ -264,6 +264,7 @@ fn prepare(dir: &Path, job: &Job, id: u32) -> Result<(), ExecError> {
         gid: id,
         cgroup: None,
         rlimits: &rlimits,
+        seccomp: oci::Seccomp::Allowlist,
     };
     let config = serde_json::to_vec(&oci::runtime_config(&spec))?;
     let config_path = dir.join("bundle/config.json");

@@ -575,15 +575,8 @@ impl WarmPool {
         };
         let vm_ms = started.elapsed().as_millis() as u64;
         let stderr = vm.stderr.collect().await;
-        let output = vm::output_from_io_file(
-            &vm.io_path,
-            status,
-            &stderr,
-            vm_ms,
-            job,
-            &self.config,
-            ran_on,
-        );
+        let output =
+            vm::output_from_io_file(&vm.io_path, status, &stderr, vm_ms, job, &self.config, ran_on);
         drop(vm.dir);
         output
     }

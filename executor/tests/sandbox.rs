@@ -92,6 +92,19 @@ async fn the_host_kernel_refuses_the_job_a_user_namespace() {
     assert!(stdout.ends_with("unshare: 1\n"), "{stdout}");
 }
 
+/// The sandbox's seccomp filter is an allowlist: system calls it does not name report ENOSYS
+/// ("Function not implemented"), where a refusal for want of a capability would say EPERM.
+#[tokio::test]
+async fn system_calls_outside_the_allowlist_are_refused() {
+    let script = "hostname evil 2>&1; mount -t tmpfs t /tmp 2>&1; dmesg 2>&1 | head -n 1; \
+                  swapoff /tmp 2>&1; echo done";
+    let (out, _) = sandbox_run(&job("marker-seccomp", script)).await;
+    let stdout = text(&out.stdout);
+    let refused = stdout.matches("Function not implemented").count();
+    assert_eq!(refused, 4, "sethostname, mount, syslog and swapoff each refused: {stdout}");
+    assert!(stdout.ends_with("done\n"), "{stdout}");
+}
+
 #[tokio::test]
 async fn a_missing_program_fails_to_start_with_crun_s_reason() {
     let job = Job::new(busybox(), vec!["no-such-program".into(), "marker-missing".into()]);

@@ -232,6 +232,7 @@ fn write_bundle(request: &GuestRequest) -> Result<(), SetupError> {
             memory_bytes: u64::from(limits.memory_mib) * 1024 * 1024,
         }),
         rlimits: &[],
+        seccomp: oci::Seccomp::Denylist,
     };
     let config = serde_json::to_vec(&oci::runtime_config(&spec)).stage("write OCI config")?;
     fs::write(format!("{}/config.json", paths::BUNDLE), config).stage("write OCI config")

@@ -247,6 +247,23 @@ pub struct PlaygroundState {
     /// is a text of its own. Without it, two files with the same content could not be told apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin_file: Option<String>,
+    /// A second setup run on the same files and stdin, shown beside the first with a diff of
+    /// their outputs (the app's compare view). Absent for a single run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSetup>,
+}
+
+/// The other side of a comparison: a container and its options, arguments and environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSetup {
+    pub container: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 impl PlaygroundState {
