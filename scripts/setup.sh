@@ -42,6 +42,13 @@ if ! getent passwd pe-vm >/dev/null; then
 else
   step "user: pe-vm present"
 fi
+# Each QEMU alive at one time runs as a uid of its own, from pe-vm's subordinate range (so an
+# escaped QEMU cannot signal or trace another): reserve the range once.
+QEMU_UIDS=1800000000-1800004095
+if ! grep -q '^pe-vm:' /etc/subuid 2>/dev/null; then
+  step "user: reserving uids $QEMU_UIDS for QEMU processes (pe-vm's subordinate range)"
+  as_root usermod --add-subuids "$QEMU_UIDS" --add-subgids "$QEMU_UIDS" pe-vm
+fi
 # On a KVM host QEMU opens /dev/kvm before it switches user; nothing else is needed.
 
 # ---- Rust toolchain and targets (pinned in rust-toolchain.toml) --------------------------------

@@ -156,10 +156,11 @@ async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
     let disk = dir.path().join("empty");
     fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
     let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };
-    let mut cmd =
+    let (mut cmd, confinement) =
         kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
     match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {
         // The probe init writes 0x2a to the debug-exit port: QEMU exits with (0x2a << 1) | 1.
         Ok(Ok(status)) if status.code() == Some(PROBE_EXIT_STATUS) => Ok(started.elapsed()),

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub mod accel;
 pub mod build;
+pub mod confine;
 pub mod convert;
 pub mod image;
 pub mod job;

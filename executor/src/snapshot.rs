@@ -74,20 +74,23 @@ impl Template {
         let ram = ram_dir.path().join("ram");
         // QEMU reaches the host's save socket after it has switched to its unprivileged user:
         // the socket lives in a directory of its own that only that user (and root) can enter.
-        let save_dir = save_dir(config)?;
+        let save_dir = workdir::create(&std::env::temp_dir(), SAVE_DIR_KIND)
+            .map_err(|e| format!("cannot create the save socket's directory: {e}"))?;
         let save_path = save_dir.path().join("save.sock");
         let listener = UnixListener::bind(&save_path)
             .map_err(|e| format!("cannot listen on {}: {e}", save_path.display()))?;
-        if let Some(user) = &config.run_as {
-            std::os::unix::fs::chown(&save_path, Some(user.uid), Some(user.gid))
-                .map_err(|e| format!("cannot hand the save socket to {}: {e}", user.name))?;
-        }
         let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
         })
         .await?;
+        if let Some(lease) = &vm.confinement.lease {
+            for path in [save_dir.path(), &save_path] {
+                std::os::unix::fs::chown(path, Some(lease.uid), Some(lease.gid))
+                    .map_err(|e| format!("cannot hand {} to QEMU's user: {e}", path.display()))?;
+            }
+        }
         warm::wait_ready(&mut vm).await?;
         let qmp_path = vm.dir.path().join("qmp.sock");
         let state = async {
@@ -189,20 +192,8 @@ impl Template {
 }
 
 /// Kind of the directory holding a template's save socket (in the system's temporary
-/// directory, which every user can traverse).
+/// directory, which every user can traverse; the directory itself is its QEMU's alone).
 pub const SAVE_DIR_KIND: &str = "pe_save";
-
-/// A directory for a template's save socket that QEMU's user can enter and nobody else but
-/// root: mode 0700, owned by that user.
-fn save_dir(config: &VmConfig) -> Result<tempfile::TempDir, String> {
-    let dir = workdir::create(&std::env::temp_dir(), SAVE_DIR_KIND)
-        .map_err(|e| format!("cannot create the save socket's directory: {e}"))?;
-    if let Some(user) = &config.run_as {
-        std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid))
-            .map_err(|e| format!("cannot hand {} to {}: {e}", dir.path().display(), user.name))?;
-    }
-    Ok(dir)
-}
 
 /// Guest RAM in a file: for the template (`shared`: its RAM is the file) or a clone (private
 /// copy-on-write mapping of the file).

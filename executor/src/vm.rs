@@ -13,8 +13,11 @@ use shared::guest::{self, IMAGE_DISK_SERIAL, IO_DISK_SERIAL, ProtocolError};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use std::sync::Arc;
+
 use crate::ExecError;
 use crate::accel::Accel;
+use crate::confine::{Cgroups, Confinement, QemuUsers};
 use crate::convert;
 use crate::job::{Job, JobOutput, Outcome, RanOn};
 
@@ -35,9 +38,11 @@ pub struct VmConfig {
     pub margin: Duration,
     /// Keep the guest's console in `<work_dir>/console-<job>.log` (debugging).
     pub console_log: bool,
-    /// The unprivileged user QEMU switches to once it has opened its files (`-runas`), when
-    /// the executor runs as root.
-    pub run_as: Option<QemuUser>,
+    /// The unprivileged uids QEMUs switch to once they have opened their files (`-runas`),
+    /// when the executor runs as root.
+    pub run_as: Option<Arc<QemuUsers>>,
+    /// Where each QEMU's cgroup is made, when the host offers one.
+    pub cgroups: Option<Cgroups>,
 }
 
 /// A host user for QEMU processes.
@@ -67,9 +72,10 @@ impl QemuUser {
 }
 
 impl VmConfig {
-    /// The QEMU command line for a VM with the given disks and kernel arguments. Opens the I/O
-    /// disk: QEMU gets it as inherited descriptors (an fd set), never by path, so it can reopen
-    /// it after switching to its unprivileged user.
+    /// The QEMU command line for a VM with the given disks and kernel arguments, and the uid
+    /// and cgroup it is confined to (call [`Confinement::attach`] once it is spawned; keep it as
+    /// long as the QEMU runs). Opens the I/O disk: QEMU gets it as inherited descriptors (an fd
+    /// set), never by path, so it can reopen it after switching to its unprivileged user.
     pub fn command(
         &self,
         memory_mib: u32,
@@ -78,7 +84,11 @@ impl VmConfig {
         io: &Path,
         extra_cmdline: &str,
         console: Option<&Path>,
-    ) -> std::io::Result<Command> {
+    ) -> std::io::Result<(Command, Confinement)> {
+        let confinement = Confinement {
+            lease: self.run_as.as_ref().map(|users| users.lease()).transpose()?,
+            cgroup: self.cgroups.as_ref().map(|c| c.create(memory_mib)).transpose()?,
+        };
         // panic=-1 reboot=t with -no-reboot: a guest that crashes ends the VM at once.
         let mut cmdline = String::from("quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on");
         if let Some(khz) = self.accel.tsc_khz() {
@@ -104,15 +114,15 @@ impl VmConfig {
         // gain privileges or use obsolete system calls.
         // With `-runas`, QEMU's own switch to the user needs set*id, so the filter allows them;
         // once it has switched, they cannot raise privileges again (no capabilities are left).
-        let privileges = if self.run_as.is_some() { "allow" } else { "deny" };
+        let privileges = if confinement.lease.is_some() { "allow" } else { "deny" };
         cmd.args([
             "-sandbox",
             &format!(
                 "on,obsolete=deny,elevateprivileges={privileges},spawn=deny,resourcecontrol=deny"
             ),
         ]);
-        if let Some(user) = &self.run_as {
-            cmd.args(["-runas", &user.name]);
+        if let Some(lease) = &confinement.lease {
+            cmd.args(["-runas", &format!("{}:{}", lease.uid, lease.gid)]);
         }
         cmd.arg("-bios").arg(&self.bios);
         cmd.args(["-m", &memory_mib.to_string(), "-smp", "1"]);
@@ -143,7 +153,7 @@ impl VmConfig {
             cmd.args(["-device", "virtconsole,chardev=console"]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-        Ok(cmd)
+        Ok((cmd, confinement))
     }
 }
 
@@ -175,12 +185,15 @@ pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecErr
     });
 
     let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
-    let mut cmd = config
+    let (mut cmd, confinement) = config
         .command(job.limits.memory_mib, &job.image.path, true, &io_path, "", console.as_deref())
         .map_err(|source| ExecError::WorkDir { path: io_path.clone(), source })?;
     let started = Instant::now();
     let mut child =
         cmd.spawn().map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
+    confinement
+        .attach(child.id())
+        .map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
     let mut stderr = child.stderr.take();
     let stderr_task = tokio::spawn(async move {
         let mut buf = Vec::new();

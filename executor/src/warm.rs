@@ -45,6 +45,8 @@ pub struct WaitingVm {
     start: &'static str,
     /// QEMU's stderr, drained while the VM waits.
     stderr: StderrTail,
+    /// Its uid and cgroup (released when the VM is dropped, after QEMU).
+    pub confinement: crate::confine::Confinement,
 }
 
 /// QEMU's stderr, read as it is written: a VM may wait long for its job, and a pipe nobody
@@ -125,9 +127,9 @@ pub async fn launch(
         ImageFormat::Squashfs => "squashfs",
         ImageFormat::Erofs => "erofs",
     };
-    let mut cmd = config
+    let (mut cmd, confinement) = config
         .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
-        .map_err(|e| format!("cannot open the I/O disk: {e}"))?;
+        .map_err(|e| format!("cannot prepare QEMU: {e}"))?;
     cmd.args(["-device", "virtio-serial-device"]);
     cmd.arg("-chardev").arg(format!(
         "socket,id=ctl,path={},server=on,wait=off",
@@ -136,8 +138,10 @@ pub async fn launch(
     cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
     extra(&mut cmd, dir.path());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
     let stderr = StderrTail::spawn(child.stderr.take(), kind);
     Ok(WaitingVm {
+        confinement,
         child,
         dir,
         io_path,

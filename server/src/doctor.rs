@@ -64,11 +64,20 @@ pub async fn run(exec: &ExecutorArgs) -> anyhow::Result<ExitCode> {
     }
     println!("info work dir    {}", config.work_dir.display());
     match &config.run_as {
-        Some(user) => println!(
-            "info QEMU user   {} (uid {}): QEMU drops to it once its files are open",
-            user.name, user.uid
+        Some(users) => println!(
+            "info QEMU user   {}: QEMU drops to it once its files are open",
+            users.describe
         ),
         None => println!("info QEMU user   unchanged (pe is not root, or --qemu-user root)"),
+    }
+    match &config.cgroups {
+        Some(cgroups) => println!(
+            "info QEMU cgroup one per QEMU (cgroup {}): memory, tasks and CPU weight capped",
+            cgroups.version()
+        ),
+        None => {
+            println!("info QEMU cgroup none (no writable cgroup hierarchy with memory, pids, cpu)")
+        }
     }
     let data_dir = std::env::var_os("PE_DATA_DIR")
         .map_or_else(crate::serve::default_data_dir, std::path::PathBuf::from);

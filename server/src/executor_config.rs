@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use executor::accel::{self, AccelChoice, AccelReport};
+use executor::confine::{Cgroups, QemuUsers};
 use executor::image::ImageStore;
 use executor::pool::{Backend, MicroVm};
 use executor::sandbox::{Sandbox, SandboxConfig};
@@ -142,12 +143,15 @@ impl ExecutorArgs {
             accel: executor::accel::Accel::tcg(),
             margin: Duration::from_secs(self.vm_margin_secs),
             console_log: self.console_log,
-            run_as: self.qemu_user()?,
+            run_as: self.qemu_users()?,
+            cgroups: if executor::running_as_root() { Cgroups::detect() } else { None },
         })
     }
 
-    /// The unprivileged user for QEMU, if `pe` runs as root and one is wanted.
-    pub fn qemu_user(&self) -> std::io::Result<Option<QemuUser>> {
+    /// The unprivileged uids for QEMU, if `pe` runs as root and one is wanted: the user's
+    /// subordinate uid range in /etc/subuid (a uid of its own per QEMU; `scripts/setup.sh`
+    /// reserves one for `pe-vm`), else the user's own uid, shared.
+    pub fn qemu_users(&self) -> std::io::Result<Option<Arc<QemuUsers>>> {
         if !executor::running_as_root() {
             return Ok(None);
         }
@@ -157,21 +161,25 @@ impl ExecutorArgs {
                 format!("--qemu-user {name}: no such user in /etc/passwd"),
             )
         };
-        match self.qemu_user.as_str() {
-            "root" => Ok(None),
-            "auto" => QemuUser::lookup("pe-vm")
-                .or_else(|| QemuUser::lookup("nobody"))
-                .map(Some)
-                .ok_or_else(|| {
+        let user = match self.qemu_user.as_str() {
+            "root" => return Ok(None),
+            "auto" => QemuUser::lookup("pe-vm").or_else(|| QemuUser::lookup("nobody")).ok_or_else(
+                || {
                     std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         "--qemu-user auto: neither pe-vm nor nobody exists, and QEMU will not run \
                      as root unasked; run scripts/setup.sh (it adds pe-vm), name a user with \
                      --qemu-user USER, or pass --qemu-user root to keep QEMU as root",
                     )
-                }),
-            name => QemuUser::lookup(name).map(Some).ok_or_else(|| not_found(name)),
-        }
+                },
+            )?,
+            name => QemuUser::lookup(name).ok_or_else(|| not_found(name))?,
+        };
+        let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+        Ok(Some(match QemuUsers::subordinate_range(&subuid, &user.name) {
+            Some((first, count)) => QemuUsers::range(&user.name, first, count),
+            None => QemuUsers::shared(&user.name, user.uid, user.gid),
+        }))
     }
 
     /// Chooses the accelerator (cached per host boot) and returns the final VM configuration.

@@ -140,6 +140,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
                 &std::env::temp_dir(),
                 &[executor::snapshot::SAVE_DIR_KIND],
             );
+        let swept = swept + vm.cgroups.as_ref().map_or(0, |c| c.sweep_stale());
         if swept > 0 {
             tracing::info!(swept, "removed directories left by servers that are gone");
         }

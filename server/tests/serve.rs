@@ -92,7 +92,9 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
@@ -305,7 +307,9 @@ impl QemuUids {
                     };
                     let uid = status
                         .lines()
-                        .find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().next()?.parse().ok())
+                        .find_map(|l| {
+                            l.strip_prefix("Uid:")?.split_whitespace().next()?.parse().ok()
+                        })
                         .unwrap_or(0);
                     let started = status.contains("State:\tS") || status.contains("State:\tR");
                     if started {
@@ -534,7 +538,11 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -543,10 +551,8 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[test]
 fn slow_headers_idle_keep_alive_and_too_many_connections_are_closed() {
-    let server = start_server(&[
-        ("PE_HEADER_TIMEOUT_SECS", "2"),
-        ("PE_CONNECTIONS_PER_CLIENT", "4"),
-    ]);
+    let server =
+        start_server(&[("PE_HEADER_TIMEOUT_SECS", "2"), ("PE_CONNECTIONS_PER_CLIENT", "4")]);
     let connect = || TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     // Slow loris: a header byte every 300 ms never completes a head within 2 s.
     let mut slow = connect();
@@ -569,7 +575,10 @@ fn slow_headers_idle_keep_alive_and_too_many_connections_are_closed() {
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let n = idle.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    assert!(closed_within(&mut idle, Duration::from_secs(6)), "an idle keep-alive connection stayed");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(6)),
+        "an idle keep-alive connection stayed"
+    );
     // Four connections at once are allowed, the fifth is closed at once.
     let mut held: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -582,4 +591,59 @@ fn slow_headers_idle_keep_alive_and_too_many_connections_are_closed() {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(http(server.port, "GET", "/healthz", "", "").unwrap().0, 200);
+}
+
+/// The real uid of a process.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:")?.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn each_qemu_has_a_uid_and_a_cgroup_of_its_own_and_cannot_signal_another() {
+    use std::os::unix::process::CommandExt;
+    let server = start_server(&[("PE_WARM", "busybox=2"), ("PE_WARM_START", "boot")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pids = loop {
+        let (_, _, body) = http(server.port, "GET", "/readyz", "", "").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let pids = qemu_pids_in(server.work.path());
+        if json["warm_ready"].as_u64() == Some(2) && pids.len() == 2 {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "two warm VMs did not come up: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (a, b) = (pids[0], pids[1]);
+    let (uid_a, uid_b) = (uid_of(a), uid_of(b));
+    assert_ne!(uid_a, 0);
+    assert_ne!(uid_b, 0);
+    assert_ne!(uid_a, uid_b, "two QEMUs share a uid");
+    // What QEMU A could do if it escaped: signal QEMU B. The kernel refuses.
+    let signal =
+        Command::new("kill").args(["-0", &b.to_string()]).uid(uid_a).gid(uid_a).output().unwrap();
+    assert!(!signal.status.success(), "QEMU A's uid could signal QEMU B");
+    assert!(String::from_utf8_lossy(&signal.stderr).contains("not permitted"), "{signal:?}");
+    // Each sits in a cgroup of its own, with its memory and tasks capped.
+    let cgroups: Vec<String> = [a, b]
+        .iter()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap())
+        .collect();
+    for cgroup in &cgroups {
+        assert!(cgroup.contains("/pe/vm-"), "{cgroup}");
+    }
+    assert_ne!(cgroups[0], cgroups[1]);
+    let memory_line =
+        cgroups[0].lines().find(|l| l.contains(":memory:") || l.starts_with("0::")).unwrap();
+    let path = memory_line.rsplit(':').next().unwrap();
+    let limit_file = if memory_line.starts_with("0::") {
+        format!("/sys/fs/cgroup{path}/memory.max")
+    } else {
+        format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+    };
+    let limit: u64 = std::fs::read_to_string(&limit_file).unwrap().trim().parse().unwrap();
+    assert!(limit < 8 << 30, "{limit_file}: {limit}");
 }
