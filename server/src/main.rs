@@ -12,6 +12,14 @@ use server::archive;
 use server::catalog::Catalog;
 use server::cli::{ArchiveCommand, Cli, Command};
 
+/// jemalloc rather than glibc's malloc: after a burst of large request bodies glibc kept the
+/// freed memory (its arenas, and an mmap threshold that grows with each large free), so the
+/// server's RSS stayed several times up while idle. jemalloc's background thread returns freed
+/// pages within about a second (`background_thread`, `dirty_decay_ms` in .cargo/config.toml;
+/// docs/RELIABILITY.md has the figures).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

@@ -647,3 +647,37 @@ fn each_qemu_has_a_uid_and_a_cgroup_of_its_own_and_cannot_signal_another() {
     let limit: u64 = std::fs::read_to_string(&limit_file).unwrap().trim().parse().unwrap();
     assert!(limit < 8 << 30, "{limit_file}: {limit}");
 }
+
+#[test]
+fn memory_taken_by_large_bodies_is_given_back_once_idle() {
+    let server = start_server(&[("PE_RATE_PER_MINUTE", "0")]);
+    let pid = server.child.id();
+    let before = status_kib(pid, "VmRSS");
+    // 15 MiB bodies, refused (the file is over the input cap) after they were read and parsed:
+    // ten in a row, then twenty at once (some are refused before their body by the budget).
+    let body = serde_json::json!({"container": "busybox",
+        "files": [{"path": "pad", "content": "x".repeat(15 << 20)}]})
+    .to_string();
+    let send = |body: &str| {
+        let answer = http(server.port, "POST", "/api/v1/run", "application/json", body);
+        // A body refused before it was read may end in a reset while it is still being sent.
+        assert!(
+            answer.as_ref().map_or(true, |(status, _, _)| [413, 503].contains(status)),
+            "{answer:?}"
+        );
+    };
+    for _ in 0..10 {
+        send(&body);
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..20 {
+            scope.spawn(|| send(&body));
+        }
+    });
+    let peak = status_kib(pid, "VmHWM");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = status_kib(pid, "VmRSS");
+    eprintln!("RSS before {before} KiB, peak {peak} KiB, idle after {after} KiB");
+    assert!(peak > before + 30 * 1024, "the load did not take memory: {before} -> {peak} KiB");
+    assert!(after < before + 16 * 1024, "RSS stayed up: {before} -> {after} KiB (peak {peak})");
+}

@@ -430,6 +430,8 @@ fn too_large(max: usize) -> AppError {
 /// flight until the request is answered.
 pub(super) struct BodyReader {
     stream: axum::body::BodyDataStream,
+    /// `Content-Length`, when the client sent it.
+    declared: Option<usize>,
     max: usize,
     read: usize,
     /// Bytes that arrived with the header (the archive's start).
@@ -457,6 +459,7 @@ impl BodyReader {
             .map_err(|_| AppError::Busy { retry_after: std::time::Duration::from_secs(1) })?;
         Ok(BodyReader {
             stream: req.into_body().into_data_stream(),
+            declared,
             max: declared.unwrap_or(max),
             read: 0,
             pending: Vec::new(),
@@ -499,7 +502,9 @@ impl BodyReader {
     }
 
     pub(super) async fn all(&mut self) -> Result<Vec<u8>, AppError> {
-        let mut out = Vec::with_capacity(self.max.min(1 << 20));
+        // One allocation of the declared size: growing by doubling would hold up to twice the
+        // body at the peak.
+        let mut out = Vec::with_capacity(self.declared.unwrap_or(0));
         while let Some(chunk) = self.next_chunk().await? {
             out.extend_from_slice(&chunk);
         }
