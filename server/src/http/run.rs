@@ -453,10 +453,10 @@ impl BodyReader {
             return Err(too_large(max));
         }
         let reserve = declared.unwrap_or(max).max(1);
-        let permit = budget
-            .clone()
-            .try_acquire_many_owned(reserve as u32)
-            .map_err(|_| AppError::Busy { retry_after: std::time::Duration::from_secs(1) })?;
+        // The only error besides "no room" is a closed semaphore, which is never closed.
+        let Ok(permit) = budget.clone().try_acquire_many_owned(reserve as u32) else {
+            return Err(AppError::Busy { retry_after: std::time::Duration::from_secs(1) });
+        };
         Ok(BodyReader {
             stream: req.into_body().into_data_stream(),
             declared,
