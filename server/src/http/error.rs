@@ -31,7 +31,7 @@ pub enum AppError {
     #[error(transparent)]
     InvalidOption(#[from] OptionError),
     #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
-    RateLimited { retry_after: Duration, limit: u32 },
+    RateLimited { retry_after: Duration },
     #[error("all job slots are busy and the queue is full; retry in {} s", retry_after.as_secs().max(1))]
     Busy { retry_after: Duration },
     #[error("{0}")]
@@ -89,19 +89,10 @@ impl IntoResponse for AppError {
         let mut response = (status, Json(ErrorBody { error: detail.clone() })).into_response();
         // For `one_error_shape`, which adds the request id.
         response.extensions_mut().insert(detail);
-        if let AppError::RateLimited { retry_after, .. } | AppError::Busy { retry_after } = &self {
-            let secs = retry_after.as_secs().max(1).to_string();
-            if let Ok(value) = HeaderValue::from_str(&secs) {
-                response.headers_mut().insert(header::RETRY_AFTER, value.clone());
-                if let AppError::RateLimited { limit, .. } = &self {
-                    let headers = response.headers_mut();
-                    headers.insert("ratelimit-reset", value);
-                    headers.insert("ratelimit-remaining", HeaderValue::from_static("0"));
-                    if let Ok(limit) = HeaderValue::from_str(&limit.to_string()) {
-                        headers.insert("ratelimit-limit", limit);
-                    }
-                }
-            }
+        // The RateLimit headers come from the rate-limit middleware, on every answer.
+        if let AppError::RateLimited { retry_after } | AppError::Busy { retry_after } = &self {
+            let secs = retry_after.as_secs().max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -198,7 +198,7 @@ pub async fn rate_limited(State(state): State<SharedState>, req: Request, next: 
         next.run(req).await
     } else {
         state.metrics.refused(true);
-        AppError::RateLimited { retry_after: decision.reset, limit: decision.limit }.into_response()
+        AppError::RateLimited { retry_after: decision.reset }.into_response()
     };
     add_rate_headers(&mut response, decision);
     response
