@@ -436,6 +436,25 @@ pub fn runtime_config(spec: &Spec<'_>) -> Value {
         });
     }
     linux["namespaces"] = Value::Array(namespaces);
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=1m"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=64m"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        bind("/input", "input"),
+        bind("/output", "output"),
+        bind("/tmp", "tmp"),
+    ];
+    if spec.cgroup.is_some() {
+        // The job's own cgroup (its namespace's root), read-only: runtimes size themselves from
+        // its limits (memory.max, pids.max), and a job can see what stopped it (pids.events).
+        mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}));
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -451,19 +470,7 @@ pub fn runtime_config(spec: &Spec<'_>) -> Value {
         },
         "root": {"path": spec.root, "readonly": true},
         "hostname": "pe",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=1m"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=64m"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            bind("/input", "input"),
-            bind("/output", "output"),
-            bind("/tmp", "tmp"),
-        ],
+        "mounts": mounts,
         "linux": linux
     })
 }
