@@ -7,8 +7,9 @@
 //!    trace or read another (a waiting VM that will run someone else's job included). With a
 //!    single user (a name without a range) they share it.
 //! 2. [`Cgroups`]: a cgroup per QEMU (v2, or the v1 `memory`, `pids` and `cpu` hierarchies)
-//!    capping its memory and tasks and lowering its CPU weight below the server's, so a runaway
-//!    VM cannot starve the host or the other slots.
+//!    capping its memory and tasks, under one parent `pe` whose CPU weight is that of one busy
+//!    process per core: the VMs together cannot starve the host (the server keeps its share), and
+//!    with equal weights among themselves one runaway VM cannot starve the other slots.
 //!
 //! A [`Confinement`] holds both for one QEMU. When it drops (the QEMU has been killed), its
 //! cgroup is removed once empty and only then its uid goes back to the pool.
@@ -122,8 +123,15 @@ const QEMU_PIDS_MAX: u32 = 256;
 /// Host memory a QEMU may use beyond its guest's RAM: its own heap and, under TCG, the
 /// translated code cache.
 const QEMU_OVERHEAD_MIB: u64 = 1536;
-/// CPU weight of a QEMU against the server's 100 (v2 `cpu.weight`; v1 `cpu.shares` is 10.24x).
-const QEMU_CPU_WEIGHT: u64 = 50;
+/// CPU weight of each QEMU among its siblings (v2 `cpu.weight`, the default; v1 `cpu.shares` is
+/// 10.24x).
+const QEMU_CPU_WEIGHT: u64 = 100;
+
+/// CPU weight of the `pe` parent: one default-weight process per core.
+fn parent_cpu_weight() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    (QEMU_CPU_WEIGHT * cores).min(10_000)
+}
 
 /// Names of the per-QEMU cgroups of this process: `vm-<pid>-<n>`.
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -148,6 +156,7 @@ impl Cgroups {
                 std::fs::write(root.join("cgroup.subtree_control"), "+memory +pids +cpu").ok()?;
                 make_dir(&parent).ok()?;
                 std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids +cpu").ok()?;
+                std::fs::write(parent.join("cpu.weight"), parent_cpu_weight().to_string()).ok()?;
                 Layout::V2(parent)
             }
             None => {
@@ -161,6 +170,8 @@ impl Cgroups {
                     for dir in [memory, pids, cpu] {
                         make_dir(dir).ok()?;
                     }
+                    let shares = parent_cpu_weight() * 1024 / 100;
+                    std::fs::write(cpu.join("cpu.shares"), shares.to_string()).ok()?;
                 }
                 layout
             }
