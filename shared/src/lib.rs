@@ -32,3 +32,4 @@ pub mod meta;
 pub mod oci;
 #[cfg(unix)]
 pub mod outputs;
+pub mod squashfs;

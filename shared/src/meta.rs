@@ -11,7 +11,9 @@
 //! arguments; every other element is literal. Values are never spliced into a string, so no
 //! value can inject shell syntax: a shell script receives options as `"$@"`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+#[cfg(feature = "regex")]
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -306,6 +308,18 @@ enum Checked<'a> {
     Num(f64),
 }
 
+/// Whether a text option's value matches all of its pattern (`^(?:pattern)$`); a pattern that
+/// does not compile matches nothing (patterns are checked when the catalog is loaded).
+pub type PatternMatch = fn(pattern: &str, value: &str) -> bool;
+
+/// [`PatternMatch`] with regex-lite: the server and the tools (feature `regex`, on by default).
+/// The browser app leaves the feature off and passes the browser's own `RegExp`, which keeps
+/// regex-lite out of its wasm.
+#[cfg(feature = "regex")]
+pub fn regex_match(pattern: &str, value: &str) -> bool {
+    regex_lite::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
+}
+
 impl ContainerMeta {
     /// Merges the named shared groups' options in front of this container's own.
     pub fn with_groups(
@@ -338,6 +352,7 @@ impl ContainerMeta {
     }
 
     /// Checks the file against the schema's rules: ids, defaults, templates, examples.
+    #[cfg(feature = "regex")]
     pub fn validate(&self) -> Result<(), MetaError> {
         let id_ok = |id: &str| {
             !id.is_empty()
@@ -377,7 +392,7 @@ impl ContainerMeta {
                 .kind
                 .check_definition()
                 .map_err(|p| self.problem(format!("option {:?}: {p}", option.id)))?;
-            self.check_value(option, &option.kind.default_value())
+            self.check_value(option, &option.kind.default_value(), regex_match)
                 .map_err(|e| self.problem(format!("default: {e}")))?;
         }
         for element in &self.run.argv {
@@ -405,6 +420,7 @@ impl ContainerMeta {
         &'a self,
         option: &'a OptionSpec,
         value: &'a Value,
+        matches: PatternMatch,
     ) -> Result<Checked<'a>, OptionError> {
         let option_id = || option.id.clone();
         let wrong = |expected| OptionError::WrongType { option: option_id(), expected };
@@ -459,16 +475,13 @@ impl ContainerMeta {
             OptionKind::Text { pattern, .. } => {
                 let v = value.as_str().ok_or_else(|| wrong("a string"))?;
                 // Empty text means "not set": it adds no arguments, whatever the pattern.
-                if let Some(pattern) = pattern.as_ref().filter(|_| !v.is_empty()) {
-                    // Checked when the catalog was loaded; a pattern that does not compile matches nothing.
-                    let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok();
-                    if !re.is_some_and(|re| re.is_match(v)) {
-                        return Err(OptionError::PatternMismatch {
-                            option: option_id(),
-                            value: v.to_owned(),
-                            pattern: pattern.clone(),
-                        });
-                    }
+                if let Some(pattern) = pattern.as_ref().filter(|p| !v.is_empty() && !matches(p, v))
+                {
+                    return Err(OptionError::PatternMismatch {
+                        option: option_id(),
+                        value: v.to_owned(),
+                        pattern: pattern.clone(),
+                    });
                 }
                 Ok(Checked::One(v))
             }
@@ -478,10 +491,21 @@ impl ContainerMeta {
     /// Checks `values` (missing options take their defaults) and renders the command line and
     /// environment: the run recipe's argv with each `{option}` expanded and `{args}` replaced
     /// by `extra_args` (appended at the end when the template has no `{args}`).
+    #[cfg(feature = "regex")]
     pub fn render(
         &self,
         values: &BTreeMap<String, Value>,
         extra_args: &[String],
+    ) -> Result<Rendered, OptionError> {
+        self.render_with(values, extra_args, regex_match)
+    }
+
+    /// [`ContainerMeta::render`] with another matcher for text options' patterns.
+    pub fn render_with(
+        &self,
+        values: &BTreeMap<String, Value>,
+        extra_args: &[String],
+        matches: PatternMatch,
     ) -> Result<Rendered, OptionError> {
         for id in values.keys() {
             if self.option(id).is_none() {
@@ -493,7 +517,7 @@ impl ContainerMeta {
         for option in &self.options {
             let default = option.kind.default_value();
             let value = values.get(&option.id).unwrap_or(&default);
-            let checked = self.check_value(option, value)?;
+            let checked = self.check_value(option, value, matches)?;
             let (args, env_value) = option.kind.expand(&checked);
             if let Some(var) = &option.env {
                 env.insert(var.clone(), env_value);
@@ -544,6 +568,7 @@ impl OptionKind {
         }
     }
 
+    #[cfg(feature = "regex")]
     fn check_definition(&self) -> Result<(), String> {
         match self {
             OptionKind::Select { choices, .. } | OptionKind::MultiSelect { choices, .. } => {
