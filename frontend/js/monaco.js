@@ -30,6 +30,8 @@ export function createEditor(element, value, language, readOnly, label, onChange
     automaticLayout: true,
     minimap: { enabled: false },
     scrollBeyondLastLine: false,
+    // The default dims the number of the line after a final newline, below contrast minimums.
+    renderFinalNewline: 'on',
     fontSize: 14,
     tabSize: 4,
   });
@@ -44,4 +46,46 @@ export function setLanguage(editor, language) {
 
 export function setTheme(theme) {
   monaco.editor.setTheme(theme);
+}
+
+/** A read-only side-by-side diff editor in `element` (inline where the space is narrow). */
+export function createDiffEditor(element, label) {
+  return monaco.editor.createDiffEditor(element, {
+    readOnly: true,
+    originalEditable: false,
+    ariaLabel: label,
+    originalAriaLabel: `${label}: A`,
+    modifiedAriaLabel: `${label}: B`,
+    automaticLayout: true,
+    renderSideBySide: true,
+    useInlineViewWhenSpaceIsLimited: true,
+    renderSideBySideInlineBreakpoint: 700,
+    minimap: { enabled: false },
+    scrollBeyondLastLine: false,
+    renderFinalNewline: 'on',
+    fontSize: 13,
+  });
+}
+
+/** Shows `original` against `modified` in a diff editor; the previous texts' models go. */
+export function setDiffTexts(diff, original, modified, language) {
+  const old = diff.getModel();
+  diff.setModel({
+    original: monaco.editor.createModel(original, language),
+    modified: monaco.editor.createModel(modified, language),
+  });
+  if (old) {
+    old.original.dispose();
+    old.modified.dispose();
+  }
+}
+
+/** Disposes a diff editor and its models. */
+export function disposeDiffEditor(diff) {
+  const model = diff.getModel();
+  diff.dispose();
+  if (model) {
+    model.original.dispose();
+    model.modified.dispose();
+  }
 }

@@ -25,6 +25,20 @@ pub fn storage_set(key: &str, value: &str) {
     }
 }
 
+pub fn storage_remove(key: &str) {
+    if let Some(storage) = window().and_then(|w| w.local_storage().ok().flatten()) {
+        let _ = storage.remove_item(key);
+    }
+}
+
+/// Puts the colour scheme on `<html data-theme>`, which the style sheet reads.
+pub fn set_page_theme(dark: bool) {
+    let root = window().and_then(|w| w.document()).and_then(|d| d.document_element());
+    if let Some(root) = root {
+        let _ = root.set_attribute("data-theme", if dark { "dark" } else { "light" });
+    }
+}
+
 /// The path of the current page (`/`, `/l/abc`).
 pub fn path() -> String {
     window().and_then(|w| w.location().pathname().ok()).unwrap_or_default()
@@ -102,14 +116,33 @@ pub fn prefers_dark(on_change: impl Fn(bool) + 'static) -> bool {
     query.matches()
 }
 
+/// Whether an event target is somewhere a person types: a text field, a select, anything
+/// editable, the Monaco editor.
+pub fn is_text_field(target: &web_sys::EventTarget) -> bool {
+    let Some(element) = target.dyn_ref::<web_sys::Element>() else { return false };
+    matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+        || element.dyn_ref::<web_sys::HtmlElement>().is_some_and(|e| e.is_content_editable())
+        || element.closest(".monaco-editor").ok().flatten().is_some()
+}
+
+/// Whether `value` matches all of `pattern` with the browser's `RegExp` (as `<input pattern>`
+/// does); a pattern the browser refuses matches nothing. The app's matcher for option patterns
+/// (`shared::meta::PatternMatch`), in place of regex-lite.
+pub fn pattern_matches(pattern: &str, value: &str) -> bool {
+    compile_pattern(pattern).is_some_and(|re| re.test(value))
+}
+
+/// `new RegExp("^(?:pattern)$", "v")`, or `None` where the browser refuses the pattern (the
+/// constructor throws, which a plain binding would turn into a trap).
+fn compile_pattern(pattern: &str) -> Option<js_sys::RegExp> {
+    let constructor = js_sys::Reflect::get(&js_sys::global(), &"RegExp".into()).ok()?;
+    let args = js_sys::Array::of2(&format!("^(?:{pattern})$").into(), &"v".into());
+    let re = js_sys::Reflect::construct(constructor.dyn_ref::<js_sys::Function>()?, &args).ok()?;
+    re.dyn_into::<js_sys::RegExp>().ok()
+}
+
 /// Whether the browser accepts `pattern` as an `<input pattern>` (compiled as
 /// `^(?:pattern)$` with the `v` flag).
 pub fn valid_html_pattern(pattern: &str) -> bool {
-    let Ok(constructor) = js_sys::Reflect::get(&js_sys::global(), &"RegExp".into()) else {
-        return false;
-    };
-    let args = js_sys::Array::of2(&format!("^(?:{pattern})$").into(), &"v".into());
-    constructor
-        .dyn_ref::<js_sys::Function>()
-        .is_some_and(|c| js_sys::Reflect::construct(c, &args).is_ok())
+    compile_pattern(pattern).is_some()
 }

@@ -18,11 +18,13 @@
 
 mod api;
 mod browser;
+mod compare;
 mod components;
 mod format;
 mod monaco;
 mod playground;
 mod store;
+mod theme;
 
 /// Mounts the app on the page's body.
 pub fn start() {

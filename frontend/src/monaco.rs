@@ -45,6 +45,19 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     pub fn dispose(this: &Editor);
+
+    /// A Monaco diff editor instance (read-only).
+    #[derive(Debug, Clone)]
+    pub type DiffEditor;
+
+    #[wasm_bindgen(js_name = createDiffEditor)]
+    pub fn create_diff_editor(element: &web_sys::HtmlElement, label: &str) -> DiffEditor;
+
+    #[wasm_bindgen(js_name = setDiffTexts)]
+    pub fn set_diff_texts(diff: &DiffEditor, original: &str, modified: &str, language: &str);
+
+    #[wasm_bindgen(js_name = disposeDiffEditor)]
+    pub fn dispose_diff_editor(diff: &DiffEditor);
 }
 
 /// The Monaco theme for the colour scheme.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::api::v1::{JsonFile, PlaygroundState, RunRequest};
+use shared::api::v1::{CompareSetup, JsonFile, PlaygroundState, RunRequest};
 use shared::cpio::{Entry, Limits};
 use shared::meta::{ContainerMeta, Example, FileSpec};
 
@@ -43,6 +43,44 @@ pub struct Playground {
     /// Index of the open tab.
     #[serde(default)]
     pub active: usize,
+    /// The second setup of the compare view (same files and stdin), when comparing.
+    #[serde(default)]
+    pub compare: Option<Setup>,
+}
+
+/// A container with its option values, extra arguments and environment: one side of a
+/// comparison.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    pub container: String,
+    pub options: BTreeMap<String, Value>,
+    pub args: String,
+    pub env: String,
+}
+
+impl Setup {
+    /// A container's defaults.
+    pub fn defaults(meta: &ContainerMeta) -> Setup {
+        Setup { container: meta.id.clone(), options: meta.defaults(), ..Setup::default() }
+    }
+
+    fn to_state(&self) -> Result<CompareSetup, String> {
+        Ok(CompareSetup {
+            container: self.container.clone(),
+            options: self.options.clone(),
+            args: parse_args(&self.args),
+            env: parse_env(&self.env)?,
+        })
+    }
+
+    fn from_state(state: CompareSetup) -> Setup {
+        Setup {
+            container: state.container,
+            options: state.options,
+            args: format::args_text(&state.args),
+            env: format::env_text(&state.env),
+        }
+    }
 }
 
 fn input_files(specs: &[FileSpec]) -> Vec<InputFile> {
@@ -93,9 +131,10 @@ impl Playground {
                 || old.examples.iter().any(|e| Playground::example(old, e).files == self.files)
         });
         if self.files.is_empty() || untouched {
-            return fresh;
+            return Playground { compare: self.compare.clone(), ..fresh };
         }
-        let mut pg = Playground { files: self.files.clone(), ..fresh };
+        let mut pg =
+            Playground { files: self.files.clone(), compare: self.compare.clone(), ..fresh };
         pg.stdin_file = self.stdin_file.clone();
         pg.active = self.active.min(pg.files.len().saturating_sub(1));
         if let Some(accepted) = self.files.iter().position(|f| new.accepts(&f.path)) {
@@ -160,6 +199,7 @@ impl Playground {
             stdin: self.stdin_text().map(str::to_owned),
             // A `stdin` tab is not one of the files: its text is all there is.
             stdin_file: self.stdin_file.clone().filter(|f| f != STDIN_TAB),
+            compare: self.compare.as_ref().map(Setup::to_state).transpose()?,
         })
     }
 
@@ -183,6 +223,7 @@ impl Playground {
             files,
             stdin_file: None,
             active: 0,
+            compare: state.compare.map(Setup::from_state),
         };
         match state.stdin_file.filter(|name| pg.files.iter().any(|f| &f.path == name)) {
             Some(name) => pg.stdin_file = Some(name),
@@ -206,6 +247,20 @@ impl Playground {
             inputs_digest: None,
         };
         Ok((request, files))
+    }
+
+    /// The compare view's second run: its setup, the same files and stdin.
+    pub fn compare_request(&self) -> Result<Option<RunRequest>, String> {
+        let Some(setup) = &self.compare else { return Ok(None) };
+        let setup = setup.to_state()?;
+        Ok(Some(RunRequest {
+            container: setup.container,
+            options: setup.options,
+            args: setup.args,
+            env: setup.env,
+            stdin: self.stdin_text().map(str::to_owned),
+            inputs_digest: None,
+        }))
     }
 
     /// Why `name` cannot be the name of file `index`, if it cannot.
@@ -332,6 +387,37 @@ mod tests {
         let back = added.switch_to(Some(&dot), &gcc);
         assert_eq!(back.files.len(), 2);
         assert_eq!(back.files[back.active].path, "main.c");
+    }
+
+    #[test]
+    fn a_comparison_round_trips_through_a_permalink_and_runs_on_the_same_files() {
+        let sh = meta("busybox", "sh", &[("main.sh", "cat")], Some("in"));
+        let mut pg = Playground::defaults(&sh);
+        let mut other = Setup::defaults(&sh);
+        other.options.insert("opt".into(), json!("-b"));
+        other.env = "B=2".into();
+        pg.compare = Some(other);
+        let state = pg.to_state().unwrap();
+        let compare = state.compare.clone().unwrap();
+        assert_eq!(compare.options["opt"], "-b");
+        assert_eq!(compare.env["B"], "2");
+        let back = Playground::from_state(state.clone());
+        assert_eq!(back.compare, pg.compare);
+        assert_eq!(back.to_state().unwrap(), state);
+
+        let (a, _) = pg.run_request().unwrap();
+        let b = pg.compare_request().unwrap().unwrap();
+        assert_eq!(a.stdin, b.stdin);
+        assert_eq!(
+            (a.options["opt"].as_str(), b.options["opt"].as_str()),
+            (Some("-a"), Some("-b"))
+        );
+        // Switching container A keeps the comparison.
+        let gcc = meta("gcc", "c", &[("main.c", "")], None);
+        assert_eq!(pg.switch_to(Some(&sh), &gcc).compare, pg.compare);
+        // Without one, a state has no `compare` field at all (older links stay the same).
+        pg.compare = None;
+        assert!(!serde_json::to_string(&pg.to_state().unwrap()).unwrap().contains("compare"));
     }
 
     #[test]

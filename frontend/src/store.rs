@@ -18,7 +18,8 @@ use shared::meta::{ContainerMeta, Rendered};
 use crate::api::{self, ApiError, Container, RunOutput};
 use crate::browser;
 use crate::format;
-use crate::playground::{InputFile, Playground};
+use crate::playground::{InputFile, Playground, Setup};
+use crate::theme::{self, Theme};
 
 const STORAGE_KEY: &str = "pe.playground.v1";
 /// The container a first visit opens.
@@ -57,10 +58,11 @@ pub struct Store {
     /// True once the first playground (saved, linked or default) is in place.
     pub loaded: RwSignal<bool>,
 
-    pub container: RwSignal<String>,
-    pub options: RwSignal<BTreeMap<String, Value>>,
-    pub args: RwSignal<String>,
-    pub env: RwSignal<String>,
+    /// The container, options, arguments and environment; `b` is the compare view's second
+    /// setup, run on the same files when `comparing`.
+    pub a: Side,
+    pub b: Side,
+    pub comparing: RwSignal<bool>,
     pub files: RwSignal<Vec<InputFile>>,
     pub active: RwSignal<usize>,
     pub stdin_file: RwSignal<Option<String>>,
@@ -68,12 +70,12 @@ pub struct Store {
     /// removed: the editor shows the open file again and the forms reread their values.
     pub revision: RwSignal<u64>,
 
-    pub meta: Memo<Option<Arc<ContainerMeta>>>,
-    pub preview: Memo<Result<Rendered, Problem>>,
-
     pub running_since: RwSignal<Option<f64>>,
     pub finished: RwSignal<Option<Finished>>,
     pub run_error: RwSignal<Option<String>>,
+    /// The compare view's second result.
+    pub finished_b: RwSignal<Option<Finished>>,
+    pub run_error_b: RwSignal<Option<String>>,
     run_generation: StoredValue<u64>,
 
     pub share: RwSignal<Share>,
@@ -81,18 +83,35 @@ pub struct Store {
     link_state: StoredValue<Option<PlaygroundState>>,
 
     pub monaco_ready: RwSignal<bool>,
-    pub dark: RwSignal<bool>,
+    /// The chosen colour theme, whether the system prefers dark, and so whether the page is
+    /// dark (see [`crate::theme`]).
+    pub theme: RwSignal<Theme>,
+    pub system_dark: RwSignal<bool>,
+    pub dark: Memo<bool>,
+    /// The keyboard shortcut list is open.
+    pub shortcuts_open: RwSignal<bool>,
     /// The compact view for iframes (`/embed/...`): it does not touch the saved edits.
     pub embed: bool,
 }
 
-pub fn use_store() -> Store {
-    expect_context::<Store>()
+/// One setup's signals: a container, its option values, extra arguments and environment, and
+/// what they render to. One signal per part, so typing in the editor rebuilds no form.
+#[derive(Debug, Clone, Copy)]
+pub struct Side {
+    /// Put before element ids: `""` for the first setup, `"b-"` for the compare view's second.
+    pub prefix: &'static str,
+    pub container: RwSignal<String>,
+    pub options: RwSignal<BTreeMap<String, Value>>,
+    pub args: RwSignal<String>,
+    pub env: RwSignal<String>,
+    /// Bumped when the whole setup is replaced: the forms reread their values.
+    pub revision: RwSignal<u64>,
+    pub meta: Memo<Option<Arc<ContainerMeta>>>,
+    pub preview: Memo<Result<Rendered, Problem>>,
 }
 
-impl Store {
-    pub fn new() -> Store {
-        let catalog = RwSignal::new(Vec::<Arc<Container>>::new());
+impl Side {
+    fn new(prefix: &'static str, catalog: RwSignal<Vec<Arc<Container>>>) -> Side {
         let container = RwSignal::new(String::new());
         let options = RwSignal::new(BTreeMap::new());
         let args = RwSignal::new(String::new());
@@ -110,48 +129,115 @@ impl Store {
                 return Err(Problem { option: None, message });
             }
             options.with(|o| {
-                args.with(|a| meta.render(o, &format::parse_args(a))).map_err(|e| Problem {
-                    option: Some(e.option().to_owned()),
-                    message: e.to_string(),
-                })
+                args.with(|a| meta.render_with(o, &format::parse_args(a), browser::pattern_matches))
+                    .map_err(|e| Problem {
+                        option: Some(e.option().to_owned()),
+                        message: e.to_string(),
+                    })
             })
         });
+        Side { prefix, container, options, args, env, revision: RwSignal::new(0), meta, preview }
+    }
+
+    /// The setup as plain data (tracked).
+    pub fn get(&self) -> Setup {
+        Setup {
+            container: self.container.get(),
+            options: self.options.get(),
+            args: self.args.get(),
+            env: self.env.get(),
+        }
+    }
+
+    fn get_untracked(&self) -> Setup {
+        untrack(|| self.get())
+    }
+
+    fn set(&self, setup: Setup) {
+        self.container.set(setup.container);
+        self.options.set(setup.options);
+        self.args.set(setup.args);
+        self.env.set(setup.env);
+        self.revision.update(|r| *r += 1);
+    }
+
+    pub fn set_option(&self, id: &str, value: Value) {
+        self.options.update(|o| {
+            o.insert(id.to_owned(), value);
+        });
+    }
+}
+
+/// Shows a run's outcome in a side's result and error signals.
+fn show_result(
+    result: Result<RunOutput, ApiError>,
+    meta: Option<Arc<ContainerMeta>>,
+    started: f64,
+    finished: RwSignal<Option<Finished>>,
+    error: RwSignal<Option<String>>,
+) {
+    match result {
+        Ok(output) => finished.set(Some(Finished {
+            output: Arc::new(output),
+            meta,
+            waited_ms: browser::now_ms() - started,
+        })),
+        Err(ApiError::Aborted) => {}
+        Err(e) => error.set(Some(e.to_string())),
+    }
+}
+
+pub fn use_store() -> Store {
+    expect_context::<Store>()
+}
+
+impl Store {
+    pub fn new() -> Store {
+        let catalog = RwSignal::new(Vec::<Arc<Container>>::new());
+        let theme =
+            RwSignal::new(Theme::parse(browser::storage_get(theme::STORAGE_KEY).as_deref()));
+        let system_dark = RwSignal::new(false);
+        let dark = Memo::new(move |_| theme.get().is_dark(system_dark.get()));
         Store {
             catalog,
             notice: RwSignal::new(None),
             loaded: RwSignal::new(false),
-            container,
-            options,
-            args,
-            env,
+            a: Side::new("", catalog),
+            b: Side::new("b-", catalog),
+            comparing: RwSignal::new(false),
             files: RwSignal::new(Vec::new()),
             active: RwSignal::new(0),
             stdin_file: RwSignal::new(None),
             revision: RwSignal::new(0),
-            meta,
-            preview,
             running_since: RwSignal::new(None),
             finished: RwSignal::new(None),
             run_error: RwSignal::new(None),
+            finished_b: RwSignal::new(None),
+            run_error_b: RwSignal::new(None),
             run_generation: StoredValue::new(0),
             share: RwSignal::new(Share::Idle),
             link_state: StoredValue::new(None),
             monaco_ready: RwSignal::new(false),
-            dark: RwSignal::new(false),
+            theme,
+            system_dark,
+            dark,
+            shortcuts_open: RwSignal::new(false),
             embed: browser::path().starts_with("/embed/"),
         }
     }
 
     /// The playground as it is now (tracked: an effect calling this reruns on every change).
     pub fn snapshot(&self) -> Playground {
+        let a = self.a.get();
         Playground {
-            container: self.container.get(),
-            options: self.options.get(),
-            args: self.args.get(),
-            env: self.env.get(),
+            container: a.container,
+            options: a.options,
+            args: a.args,
+            env: a.env,
             files: self.files.get(),
             stdin_file: self.stdin_file.get(),
             active: self.active.get(),
+            compare: self.comparing.get().then(|| self.b.get()),
         }
     }
 
@@ -162,10 +248,16 @@ impl Store {
     /// Puts a whole playground in place.
     pub fn load(&self, pg: Playground) {
         let active = pg.active.min(pg.files.len().saturating_sub(1));
-        self.container.set(pg.container);
-        self.options.set(pg.options);
-        self.args.set(pg.args);
-        self.env.set(pg.env);
+        self.a.set(Setup {
+            container: pg.container,
+            options: pg.options,
+            args: pg.args,
+            env: pg.env,
+        });
+        self.comparing.set(pg.compare.is_some() && !self.embed);
+        if let Some(b) = pg.compare {
+            self.b.set(b);
+        }
         self.files.set(pg.files);
         self.stdin_file.set(pg.stdin_file);
         self.active.set(active);
@@ -179,8 +271,9 @@ impl Store {
     /// Loads the catalog, then the first playground: the link in the address bar, else the
     /// saved edits, else the default container's files.
     pub fn start(self) {
-        let dark = browser::prefers_dark(move |dark| self.dark.set(dark));
-        self.dark.set(dark);
+        let system_dark = browser::prefers_dark(move |dark| self.system_dark.set(dark));
+        self.system_dark.set(system_dark);
+        Effect::new(move |_| browser::set_page_theme(self.dark.get()));
         spawn_local(async move {
             match api::containers().await {
                 Ok(catalog) => self.catalog.set(catalog.into_iter().map(Arc::new).collect()),
@@ -272,36 +365,66 @@ impl Store {
         });
     }
 
+    /// The theme toggle: flips what shows, then follows the system again; the choice is kept.
+    pub fn toggle_theme(&self) {
+        let next = self.theme.get_untracked().next(self.system_dark.get_untracked());
+        match next.stored() {
+            Some(value) => browser::storage_set(theme::STORAGE_KEY, value),
+            None => browser::storage_remove(theme::STORAGE_KEY),
+        }
+        self.theme.set(next);
+    }
+
     /// Switches to another container (see [`Playground::switch_to`]).
     pub fn switch_container(&self, id: &str) {
         let Some(new) = self.container_by_id(id) else { return };
-        let old = self.meta.get_untracked();
+        let old = self.a.meta.get_untracked();
         let pg = self.snapshot_untracked().switch_to(old.as_deref(), &new.meta);
         self.load(pg);
     }
 
     /// Loads one of the current container's examples.
     pub fn load_example(&self, index: usize) {
-        let Some(meta) = self.meta.get_untracked() else { return };
+        let Some(meta) = self.a.meta.get_untracked() else { return };
         if let Some(example) = meta.examples.get(index) {
-            self.load(Playground::example(&meta, example));
+            let compare = self.comparing.get_untracked().then(|| self.b.get_untracked());
+            self.load(Playground { compare, ..Playground::example(&meta, example) });
         }
     }
 
-    pub fn set_option(&self, id: &str, value: Value) {
-        self.options.update(|o| {
-            o.insert(id.to_owned(), value);
-        });
+    /// Turns the compare view on (the second setup starts as a copy of the first, unless there
+    /// is one already) or off.
+    pub fn set_comparing(&self, on: bool) {
+        if on && self.b.container.with_untracked(String::is_empty) {
+            self.b.set(self.a.get_untracked());
+        }
+        self.comparing.set(on);
+        self.finished_b.set(None);
+        self.run_error_b.set(None);
     }
 
-    /// Runs the playground; a run in flight is cancelled.
+    /// Switches the compare view's second setup to another container, with its defaults.
+    pub fn switch_container_b(&self, id: &str) {
+        if let Some(new) = self.container_by_id(id) {
+            self.b.set(Setup::defaults(&new.meta));
+        }
+    }
+
+    /// Runs the playground (both setups in the compare view, one after the other, on the same
+    /// files); a run in flight is cancelled.
     pub fn run(&self) {
         let store = *self;
-        if self.preview.get_untracked().is_err() {
+        let comparing = self.comparing.get_untracked();
+        if self.a.preview.with_untracked(Result::is_err)
+            || (comparing && self.b.preview.with_untracked(Result::is_err))
+        {
             return;
         }
-        let (request, files) = match self.snapshot_untracked().run_request() {
-            Ok(request) => request,
+        let pg = self.snapshot_untracked();
+        let requests =
+            pg.run_request().and_then(|(a, files)| Ok((a, pg.compare_request()?, files)));
+        let (request, request_b, files) = match requests {
+            Ok(requests) => requests,
             Err(message) => {
                 self.run_error.set(Some(message));
                 return;
@@ -312,22 +435,25 @@ impl Store {
         let started = browser::now_ms();
         self.running_since.set(Some(started));
         self.run_error.set(None);
-        let meta = self.meta.get_untracked();
+        self.run_error_b.set(None);
+        let meta = self.a.meta.get_untracked();
+        let meta_b = self.b.meta.get_untracked();
         spawn_local(async move {
+            let current = move || store.run_generation.get_value() == generation;
             let result = api::run(request, &files).await;
-            if store.run_generation.get_value() != generation {
+            if !current() {
                 return;
             }
-            store.running_since.set(None);
-            match result {
-                Ok(output) => store.finished.set(Some(Finished {
-                    output: Arc::new(output),
-                    meta,
-                    waited_ms: browser::now_ms() - started,
-                })),
-                Err(ApiError::Aborted) => {}
-                Err(e) => store.run_error.set(Some(e.to_string())),
+            show_result(result, meta, started, store.finished, store.run_error);
+            if let Some(request_b) = request_b {
+                let started = browser::now_ms();
+                let result = api::run(request_b, &files).await;
+                if !current() {
+                    return;
+                }
+                show_result(result, meta_b, started, store.finished_b, store.run_error_b);
             }
+            store.running_since.set(None);
         });
     }
 

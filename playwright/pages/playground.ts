@@ -10,6 +10,12 @@ export class Playground {
   readonly shareUrl: Locator;
   readonly runError: Locator;
   readonly command: Locator;
+  readonly themeToggle: Locator;
+  readonly shortcutsButton: Locator;
+  readonly shortcuts: Locator;
+  readonly editor: Locator;
+  readonly options: Locator;
+  readonly output: Locator;
 
   constructor(readonly page: Page) {
     this.run = page.getByTestId("run");
@@ -20,6 +26,57 @@ export class Playground {
     this.shareUrl = page.getByTestId("share-url");
     this.runError = page.getByTestId("run-error");
     this.command = page.getByTestId("command-preview");
+    this.themeToggle = page.getByTestId("theme-toggle");
+    this.shortcutsButton = page.getByRole("button", { name: "Keyboard shortcuts" });
+    this.shortcuts = page.getByRole("dialog", { name: "Keyboard shortcuts" });
+    this.editor = page.getByTestId("editor");
+    this.options = page.getByRole("form", { name: "Options" });
+    this.output = page.getByRole("region", { name: "Output" });
+  }
+
+  /** The compare view's toggle, its two setups, results and diff. */
+  get compare() {
+    const page = this.page;
+    return {
+      toggle: page.getByTestId("compare"),
+      setupA: page.getByTestId("setup-a"),
+      setupB: page.getByTestId("setup-b"),
+      containerB: page.getByLabel("Container of B"),
+      optionB: (id: string) => page.getByTestId(`b-option-${id}`),
+      resultA: page.getByTestId("result-a"),
+      resultB: page.getByTestId("result-b"),
+      diffTab: (name: string) => page.getByTestId("diff-tab").and(page.locator(`[data-name="${name}"]`)),
+      summary: page.getByTestId("diff-summary"),
+      diff: page.getByTestId("diff"),
+    };
+  }
+
+  /** The texts in the compare view's diff editor: A (original) and B (modified). */
+  async diffTexts(): Promise<{ a: string; b: string }> {
+    return this.page.evaluate(() => {
+      const model = (window as any).monaco.editor.getDiffEditors()[0].getModel();
+      return { a: model.original.getValue(), b: model.modified.getValue() };
+    });
+  }
+
+  /** Runs both setups of the compare view and waits for both statuses. */
+  async runCompare() {
+    await this.run.click();
+    await expect(this.compare.resultA.getByTestId("status")).toBeVisible({ timeout: 60_000 });
+    await expect(this.compare.resultB.getByTestId("status")).toBeVisible({ timeout: 60_000 });
+  }
+
+  /** `light` or `dark`: what the page shows (`<html data-theme>`). */
+  async theme(): Promise<string | null> {
+    return this.page.locator("html").getAttribute("data-theme");
+  }
+
+  /** The Monaco theme of the first editor (`vs` or `vs-dark`). */
+  async monacoTheme(): Promise<string> {
+    return this.page.evaluate(() => {
+      const classes = document.querySelector(".monaco-editor")?.classList ?? [];
+      return ["vs-dark", "hc-black", "vs"].find((t) => [...classes].includes(t)) ?? "";
+    });
   }
 
   /** Opens a page of the app and waits until the editor is there. */

@@ -3,11 +3,15 @@ use leptos::prelude::*;
 use super::advanced_panel::AdvancedPanel;
 use super::code_editor::CodeEditor;
 use super::command_preview::CommandPreview;
+use super::compare_output::CompareOutput;
+use super::compare_setups::CompareSetups;
 use super::file_tabs::FileTabs;
 use super::header::Header;
 use super::options_form::OptionsForm;
 use super::output_panel::OutputPanel;
 use super::run_bar::RunBar;
+use super::shortcuts_dialog::ShortcutsDialog;
+use crate::browser;
 use crate::store::Store;
 
 /// The whole page: a header, the input files on the left, options, run and output on the right
@@ -18,11 +22,21 @@ pub fn App() -> impl IntoView {
     provide_context(store);
     store.start();
 
-    // Ctrl/Cmd+Enter runs from anywhere (the editor handles its own and stops the event).
+    // Ctrl/Cmd+Enter runs from anywhere (the editor handles its own and stops the event); `?`
+    // outside text fields lists the shortcuts.
     let _ = window_event_listener(leptos::ev::keydown, move |ev| {
-        if (ev.ctrl_key() || ev.meta_key()) && ev.key() == "Enter" && !ev.default_prevented() {
+        if ev.default_prevented() {
+            return;
+        }
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key() == "Enter" {
             ev.prevent_default();
             store.run();
+        } else if ev.key() == "?" && !ev.ctrl_key() && !ev.meta_key() && !ev.alt_key() {
+            let typing = ev.target().is_some_and(|t| browser::is_text_field(&t));
+            if !typing {
+                ev.prevent_default();
+                store.shortcuts_open.set(true);
+            }
         }
     });
 
@@ -39,13 +53,28 @@ pub fn App() -> impl IntoView {
                     <CodeEditor />
                 </section>
                 <section class="pane run-pane" aria-label="Options and output">
-                    <OptionsForm />
-                    <AdvancedPanel />
-                    <CommandPreview />
-                    <RunBar />
-                    <OutputPanel />
+                    {move || {
+                        if store.comparing.get() {
+                            view! {
+                                <CompareSetups />
+                                <RunBar />
+                                <CompareOutput />
+                            }
+                                .into_any()
+                        } else {
+                            view! {
+                                <OptionsForm side=store.a label="Options" />
+                                <AdvancedPanel side=store.a />
+                                <CommandPreview side=store.a />
+                                <RunBar />
+                                <OutputPanel />
+                            }
+                                .into_any()
+                        }
+                    }}
                 </section>
             </main>
+            <ShortcutsDialog />
         </div>
     }
     .into_any()
@@ -56,7 +85,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn EmbedView() -> impl IntoView {
     let store = crate::store::use_store();
-    let name = move || store.meta.get().map(|m| m.name.clone()).unwrap_or_default();
+    let name = move || store.a.meta.get().map(|m| m.name.clone()).unwrap_or_default();
     view! {
         <div class="app embed">
             <header class="embed-bar">
@@ -82,6 +111,7 @@ fn EmbedView() -> impl IntoView {
                     <OutputPanel />
                 </section>
             </main>
+            <ShortcutsDialog />
         </div>
     }
 }

@@ -1,21 +1,21 @@
 use leptos::prelude::*;
 
 use crate::format::shell_join;
-use crate::store::use_store;
+use crate::store::Side;
 
 /// The exact command line the options render to (the same function the server runs), or why
 /// they do not render.
 #[component]
-pub fn CommandPreview() -> impl IntoView {
-    let store = use_store();
+pub fn CommandPreview(side: Side) -> impl IntoView {
+    let testid = format!("{}command-preview", side.prefix);
     view! {
-        <div class="preview" data-testid="command-preview" aria-label="Command line" aria-live="polite">
-            {move || match store.preview.get() {
+        <div class="preview" data-testid=testid aria-label="Command line" aria-live="polite">
+            {move || match side.preview.get() {
                 Ok(rendered) => {
                     let env = rendered
                         .env
                         .iter()
-                        .chain(store.env.with(|e| crate::format::parse_env(e).unwrap_or_default()).iter())
+                        .chain(side.env.with(|e| crate::format::parse_env(e).unwrap_or_default()).iter())
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(" ");

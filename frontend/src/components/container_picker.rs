@@ -44,10 +44,10 @@ pub fn ContainerPicker() -> impl IntoView {
     let matches = Memo::new(move |_| {
         store.catalog.with(|catalog| rank(catalog, &query.get(), &open_file.get()))
     });
-    let current_name = move || store.meta.get().map(|m| m.name.clone()).unwrap_or_default();
+    let current_name = move || store.a.meta.get().map(|m| m.name.clone()).unwrap_or_default();
 
     let pick = move |id: String| {
-        if id != store.container.get_untracked() {
+        if id != store.a.container.get_untracked() {
             store.switch_container(&id);
         }
         open.set(false);
@@ -97,9 +97,13 @@ pub fn ContainerPicker() -> impl IntoView {
                     role="combobox"
                     autocomplete="off"
                     aria-autocomplete="list"
-                    aria-controls="container-list"
+                    // Both name the list, which exists only while it is open.
+                    aria-controls=move || open.get().then_some("container-list")
                     aria-expanded=move || open.get().to_string()
                     aria-activedescendant=move || {
+                        if !open.get() {
+                            return None;
+                        }
                         matches
                             .with(|m| {
                                 m.get(highlighted.get()).map(|(c, _)| option_id(&c.meta.id))
@@ -125,7 +129,7 @@ pub fn ContainerPicker() -> impl IntoView {
                 <Show when=move || open.get()>
                     <ul id="container-list" class="picker-list" role="listbox" aria-label="Containers">
                         {move || {
-                            let current = store.container.get();
+                            let current = store.a.container.get();
                             matches
                                 .get()
                                 .into_iter()

@@ -8,7 +8,7 @@ use crate::store::use_store;
 pub fn ExamplesMenu() -> impl IntoView {
     let store = use_store();
     let examples = Memo::new(move |_| {
-        store.meta.with(|m| {
+        store.a.meta.with(|m| {
             m.as_ref()
                 .map(|m| {
                     m.examples

@@ -46,7 +46,13 @@ pub fn FileTab(index: usize, path: String, renaming: RwSignal<Option<usize>>) ->
     });
     let label = path.clone();
     view! {
-        <div class="file-tab" class:active=is_active data-testid="file-tab" data-path=path.clone()>
+        <div
+            class="file-tab"
+            class:active=is_active
+            role="presentation"
+            data-testid="file-tab"
+            data-path=path.clone()
+        >
             {move || {
                 if renaming.get() == Some(index) {
                     view! {

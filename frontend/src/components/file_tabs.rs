@@ -18,6 +18,7 @@ pub fn FileTabs() -> impl IntoView {
     });
     let add = move |_| {
         let ext = store
+            .a
             .meta
             .with_untracked(|m| m.as_ref().and_then(|m| m.inputs.extensions.first().cloned()))
             .unwrap_or_else(|| "txt".into());
@@ -32,15 +33,18 @@ pub fn FileTabs() -> impl IntoView {
     };
     view! {
         <div class="file-bar">
-            <div class="file-tabs" role="tablist" aria-label="Input files">
-                {move || {
-                    paths
-                        .get()
-                        .into_iter()
-                        .enumerate()
-                        .map(|(index, path)| view! { <FileTab index path renaming /> })
-                        .collect_view()
-                }}
+            <div class="file-tabs">
+                // Only tabs in the tab list; the add button sits beside it.
+                <div class="file-tabs" role="tablist" aria-label="Input files">
+                    {move || {
+                        paths
+                            .get()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(index, path)| view! { <FileTab index path renaming /> })
+                            .collect_view()
+                    }}
+                </div>
                 <button
                     type="button"
                     class="add-file"

@@ -3,7 +3,7 @@ use serde_json::Value;
 use shared::meta::{OptionKind, OptionSpec};
 
 use crate::browser;
-use crate::store::use_store;
+use crate::store::Side;
 
 /// A number typed in a field: whole numbers stay integers (`3`, not `3.0`); anything else
 /// becomes a value the metadata refuses, so the preview names the option.
@@ -19,22 +19,20 @@ fn number_value(raw: &str) -> Value {
 /// `value`; the form is rebuilt when the playground is replaced (Leptos then updates the
 /// existing elements, hence `prop:` rather than attributes, which a typed-in field ignores).
 #[component]
-pub fn OptionField(spec: OptionSpec, value: Value) -> impl IntoView {
-    let store = use_store();
+pub fn OptionField(spec: OptionSpec, value: Value, side: Side) -> impl IntoView {
     let id = spec.id.clone();
-    let dom_id = format!("option-{}", spec.id);
+    let dom_id = format!("{}option-{}", side.prefix, spec.id);
     let help_id = format!("{dom_id}-help");
     let invalid = {
         let id = id.clone();
         Memo::new(move |_| {
-            store
-                .preview
+            side.preview
                 .with(|p| p.as_ref().err().and_then(|p| p.option.as_deref()) == Some(id.as_str()))
         })
     };
     let set = {
         let id = id.clone();
-        move |value: Value| store.set_option(&id, value)
+        move |value: Value| side.set_option(&id, value)
     };
     let help = spec.help.clone().map(|help| {
         view! {

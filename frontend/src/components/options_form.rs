@@ -1,18 +1,17 @@
 use leptos::prelude::*;
 
 use super::option_field::OptionField;
-use crate::store::use_store;
+use crate::store::Side;
 
-/// The container's options, as form fields generated from its metadata.
+/// A setup's options, as form fields generated from its container's metadata.
 #[component]
-pub fn OptionsForm() -> impl IntoView {
-    let store = use_store();
+pub fn OptionsForm(side: Side, label: &'static str) -> impl IntoView {
     view! {
-        <form class="options" aria-label="Options" on:submit=|ev| ev.prevent_default()>
+        <form class="options" aria-label=label on:submit=|ev| ev.prevent_default()>
             {move || {
-                store.revision.track();
-                let meta = store.meta.get()?;
-                let values = store.options.get_untracked();
+                side.revision.track();
+                let meta = side.meta.get()?;
+                let values = side.options.get_untracked();
                 Some(
                     meta
                         .options
@@ -22,7 +21,7 @@ pub fn OptionsForm() -> impl IntoView {
                                 .get(&spec.id)
                                 .cloned()
                                 .unwrap_or_else(|| spec.kind.default_value());
-                            view! { <OptionField spec=spec.clone() value /> }
+                            view! { <OptionField spec=spec.clone() value side /> }
                         })
                         .collect_view(),
                 )

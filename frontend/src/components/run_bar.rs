@@ -44,7 +44,11 @@ pub fn RunBar() -> impl IntoView {
                 data-testid="run"
                 title="Run (Ctrl+Enter)"
                 aria-keyshortcuts="Control+Enter Meta+Enter"
-                disabled=move || store.preview.with(Result::is_err) || !store.loaded.get()
+                disabled=move || {
+                    store.a.preview.with(Result::is_err)
+                        || (store.comparing.get() && store.b.preview.with(Result::is_err))
+                        || !store.loaded.get()
+                }
                 on:click=move |_| store.run()
             >
                 {move || if running() { "Running…" } else { "Run" }}

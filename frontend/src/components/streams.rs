@@ -13,7 +13,8 @@ pub fn Streams(output: Arc<RunOutput>) -> impl IntoView {
         view! {
             <div class="stream" class:empty=empty>
                 <h2 class="stream-title">{label}</h2>
-                <pre class="stream-text" data-testid=name aria-label=label tabindex="0">
+                // A named, focusable region: it scrolls, from the keyboard too.
+                <pre class="stream-text" data-testid=name role="region" aria-label=label tabindex="0">
                     {text}
                 </pre>
             </div>
