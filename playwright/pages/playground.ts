@@ -30,8 +30,8 @@ export class Playground {
     this.shortcutsButton = page.getByRole("button", { name: "Keyboard shortcuts" });
     this.shortcuts = page.getByRole("dialog", { name: "Keyboard shortcuts" });
     this.editor = page.getByTestId("editor");
-    this.options = page.getByRole("form", { name: "Options" });
-    this.output = page.getByRole("region", { name: "Output" });
+    this.options = page.getByRole("form", { name: "Options", exact: true });
+    this.output = page.getByRole("region", { name: "Output", exact: true });
   }
 
   /** The compare view's toggle, its two setups, results and diff. */
