@@ -1,6 +1,8 @@
 //! `pe archive`: pack a directory into a cpio newc archive, unpack one safely, list one.
 //! A debugging aid built on `shared::cpio`, so it enforces exactly the rules the server and the
-//! guest do.
+//! guest do. `unpack` and `list` read squashfs images too (the server's other answer format,
+//! told apart by its magic), through `shared::squashfs`: the same path rules, symlinks listed
+//! but never unpacked or followed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use shared::cpio::{self, CpioError, Encoder, Entry, EntryData, Limits};
+use shared::squashfs::{self, Image, NodeKind, ReadLimits, SquashfsError};
 
 /// Why an archive command failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,35 @@ pub enum ArchiveError {
     NonUtf8 { path: PathBuf },
     #[error("{path} already exists and is not a directory; refusing to overwrite it")]
     Exists { path: PathBuf },
+    #[error("{0}")]
+    Squashfs(#[from] SquashfsError),
+    #[error("{path} is a symbolic link (to {target}); it is not unpacked")]
+    SquashfsSymlink { path: String, target: String },
+}
+
+/// Whether `bytes` start like a squashfs image.
+fn is_squashfs(bytes: &[u8]) -> bool {
+    bytes.len() >= 4
+        && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == squashfs::MAGIC
+}
+
+/// The entries of a squashfs image, held to the rules of cpio archives.
+fn squashfs_entries(bytes: &[u8]) -> Result<Vec<Entry>, ArchiveError> {
+    let image = Image::open(bytes, ReadLimits::ANSWER)?;
+    let mut entries = Vec::new();
+    for node in image.list()? {
+        let path = cpio::normalize_path(&node.path, &Limits::MAX)?.unwrap_or_default();
+        let mode = u32::from(node.mode & 0o777);
+        let data = match &node.kind {
+            NodeKind::Dir => EntryData::Dir,
+            NodeKind::File { .. } => EntryData::File(image.read(&node)?),
+            NodeKind::Symlink { target } => {
+                return Err(ArchiveError::SquashfsSymlink { path, target: target.clone() });
+            }
+        };
+        entries.push(Entry { path, mode, mtime: node.mtime, data });
+    }
+    Ok(entries)
 }
 
 /// Writes an archive of everything under `dir` (paths relative to it, sorted) to `out`.
@@ -72,8 +104,16 @@ fn pack_dir<W: Write>(
 
 /// Decodes the whole archive (so a hostile one is refused before anything is written), then
 /// creates its entries under `dir`. Never follows a symlink and never overwrites a file.
-pub fn unpack(archive: impl Read, dir: &Path) -> Result<usize, ArchiveError> {
-    let entries = cpio::decode_from(archive, &Limits::MAX)?;
+pub fn unpack(mut archive: impl Read, dir: &Path) -> Result<usize, ArchiveError> {
+    let mut bytes = Vec::new();
+    archive
+        .read_to_end(&mut bytes)
+        .map_err(|source| ArchiveError::Read { path: "the archive".into(), source })?;
+    let entries = if is_squashfs(&bytes) {
+        squashfs_entries(&bytes)?
+    } else {
+        cpio::decode(&bytes, &Limits::MAX)?
+    };
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ArchiveError::Write { path, source }
@@ -136,9 +176,48 @@ fn finish_metadata(file: &File, entry: &Entry) -> io::Result<()> {
     file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(entry.mtime.into()))
 }
 
-/// Writes one line per entry: its path, or with `verbose` its mode, size and path.
-pub fn list(archive: impl Read, verbose: bool, mut out: impl Write) -> Result<usize, ArchiveError> {
+/// Writes one line per entry: its path, or with `verbose` its mode, size and path. A squashfs
+/// image is listed from its tables alone (no file is decompressed); its symlinks show their
+/// target.
+pub fn list(
+    mut archive: impl Read,
+    verbose: bool,
+    mut out: impl Write,
+) -> Result<usize, ArchiveError> {
     let stdout_err = |source| ArchiveError::Write { path: "stdout".into(), source };
+    let mut magic = [0u8; 4];
+    let mut head = 0;
+    while head < 4 {
+        match archive.read(&mut magic[head..]) {
+            Ok(0) => break,
+            Ok(n) => head += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(ArchiveError::Read { path: "the archive".into(), source }),
+        }
+    }
+    if is_squashfs(&magic[..head]) {
+        let mut bytes = magic.to_vec();
+        archive
+            .read_to_end(&mut bytes)
+            .map_err(|source| ArchiveError::Read { path: "the archive".into(), source })?;
+        let image = Image::open(&bytes, ReadLimits::ANSWER)?;
+        let nodes = image.list()?;
+        for node in &nodes {
+            let (kind, size, link) = match &node.kind {
+                NodeKind::Dir => ('d', 0, String::new()),
+                NodeKind::File { size } => ('-', *size, String::new()),
+                NodeKind::Symlink { target } => ('l', 0, format!(" -> {target}")),
+            };
+            if verbose {
+                writeln!(out, "{kind}{:04o} {size:>10} {}{link}", node.mode & 0o7777, node.path)
+            } else {
+                writeln!(out, "{}{link}", node.path)
+            }
+            .map_err(stdout_err)?;
+        }
+        return Ok(nodes.len());
+    }
+    let archive = io::Cursor::new(magic[..head].to_vec()).chain(archive);
     let mut count = 0;
     for entry in cpio::Decoder::new(archive, Limits::MAX) {
         let entry = entry?;

@@ -142,6 +142,23 @@ impl RunAnswer {
         Ok(framing::encode(&self.result, &encoder.finish()?)?)
     }
 
+    /// The archive form with a squashfs image instead of cpio: the same entries (`stdout`,
+    /// `stderr`, `output/...`), built here from entries already validated.
+    pub fn to_squashfs_frame(&self) -> Result<Vec<u8>, AnswerError> {
+        let mut entries = vec![
+            Entry::file(archive_paths::STDOUT, self.stdout.clone()),
+            Entry::file(archive_paths::STDERR, self.stderr.clone()),
+        ];
+        if !self.files.is_empty() {
+            entries.push(Entry::dir(archive_paths::OUTPUT_DIR));
+        }
+        for entry in &self.files {
+            let path = format!("{}/{}", archive_paths::OUTPUT_DIR, entry.path);
+            entries.push(Entry { path, ..entry.clone() });
+        }
+        Ok(framing::encode(&self.result, &shared::squashfs::write(&entries)?)?)
+    }
+
     /// Reads back what [`Self::to_frame`] wrote.
     pub fn from_frame(bytes: &[u8]) -> Result<RunAnswer, AnswerError> {
         let (result, archive): (RunResult, _) =
@@ -198,4 +215,6 @@ pub enum AnswerError {
     Frame(#[from] shared::framing::FrameError),
     #[error("cannot encode the result")]
     Json(#[from] serde_json::Error),
+    #[error("cannot write the squashfs answer")]
+    Squashfs(#[from] shared::squashfs::SquashfsError),
 }

@@ -209,3 +209,33 @@ fn pack_refuses_symlinks_rather_than_following_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
 }
+
+#[test]
+fn squashfs_images_list_and_unpack_like_archives_and_symlinks_are_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_tree(&tmp.path().join("tree"));
+    sh("mksquashfs tree tree.sqfs -comp gzip -noappend -quiet -no-progress", tmp.path());
+    let listed = pe(&["archive", "list", "tree.sqfs"], tmp.path());
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let mut lines: Vec<String> =
+        String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect();
+    lines.sort();
+    let mut expected: Vec<String> =
+        snapshot(&tmp.path().join("tree")).into_iter().map(|e| e.0).collect();
+    expected.sort();
+    assert_eq!(lines, expected);
+    let out = pe(&["archive", "unpack", "tree.sqfs", "unpacked"], tmp.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshot(&tmp.path().join("unpacked")), snapshot(&tmp.path().join("tree")));
+
+    // A symlink is listed with its target, and unpacking refuses it before writing anything.
+    std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("tree/evil")).unwrap();
+    sh("mksquashfs tree link.sqfs -comp gzip -noappend -quiet -no-progress", tmp.path());
+    let listed = pe(&["archive", "list", "-v", "link.sqfs"], tmp.path());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("evil -> /etc/passwd"));
+    let out = pe(&["archive", "unpack", "link.sqfs", "refused"], tmp.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("evil is a symbolic link") && err.lines().count() == 1, "{err}");
+    assert!(!tmp.path().join("refused").exists(), "nothing is written");
+}

@@ -40,6 +40,10 @@ use crate::jobs;
 
 /// The archive form's media type.
 pub const ARCHIVE_TYPE: &str = "application/x-pe-archive";
+/// What a client puts in `Accept` (or `?archive=squashfs`) for an answer whose archive is a
+/// squashfs image; the answer's `Content-Type` then says `application/x-pe-archive;
+/// archive=squashfs`.
+pub const SQUASHFS_TYPE: &str = "application/vnd.squashfs";
 
 pub fn router(state: &SharedState) -> Router<SharedState> {
     Router::new().route(
@@ -53,6 +57,9 @@ struct RunQuery {
     /// `bypass` skips the cache.
     #[serde(default)]
     cache: Option<String>,
+    /// `squashfs` (or `cpio`, the default): the archive of an archive-form answer.
+    #[serde(default)]
+    archive: Option<String>,
 }
 
 /// Input files and stdin.
@@ -61,16 +68,30 @@ type Inputs = (Vec<Entry>, Vec<u8>);
 /// How the client wants its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
+    /// The archive form, answered with a cpio archive.
     Archive,
+    /// The archive form, answered with a squashfs image (trees read lazily).
+    Squashfs,
     Json,
 }
 
 impl Form {
-    fn of(headers: &HeaderMap) -> Result<Form, AppError> {
+    /// From `Content-Type`, and for the archive form `Accept` or `?archive=`.
+    fn of(headers: &HeaderMap, archive: Option<&str>) -> Result<Form, AppError> {
         let content_type =
             headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
         if content_type.starts_with(ARCHIVE_TYPE) {
-            Ok(Form::Archive)
+            match archive {
+                Some("squashfs") => Ok(Form::Squashfs),
+                None if accept.split(',').any(|t| t.trim().starts_with(SQUASHFS_TYPE)) => {
+                    Ok(Form::Squashfs)
+                }
+                None | Some("cpio") => Ok(Form::Archive),
+                Some(other) => Err(AppError::BadRequest(format!(
+                    "archive={other:?}: use archive=cpio or archive=squashfs"
+                ))),
+            }
         } else if content_type.starts_with("application/json") {
             Ok(Form::Json)
         } else {
@@ -80,9 +101,20 @@ impl Form {
         }
     }
 
-    fn respond(self, answer: &RunAnswer) -> Result<Response, AppError> {
+    /// The answer in this form; `frame` is the cpio frame when the caller has it already.
+    fn respond(self, answer: &RunAnswer, frame: Option<Vec<u8>>) -> Result<Response, AppError> {
         Ok(match self {
-            Form::Archive => archive_response(answer.to_frame().map_err(AppError::internal)?),
+            Form::Archive => {
+                let frame = match frame {
+                    Some(frame) => frame,
+                    None => answer.to_frame().map_err(AppError::internal)?,
+                };
+                archive_response(frame, ARCHIVE_TYPE)
+            }
+            Form::Squashfs => archive_response(
+                answer.to_squashfs_frame().map_err(AppError::internal)?,
+                "application/x-pe-archive; archive=squashfs",
+            ),
             Form::Json => axum::Json(answer.to_json()).into_response(),
         })
     }
@@ -101,7 +133,7 @@ async fn run(
             return Err(AppError::BadRequest(format!("cache={other:?}: use cache=bypass")));
         }
     };
-    let form = Form::of(req.headers())?;
+    let form = Form::of(req.headers(), query.archive.as_deref())?;
     let mut body = BodyReader::new(req, state.max_body, &state.body_budget)?;
     if form == Form::Json {
         // Its header is the whole body: a full pool answers before any of it is read.
@@ -114,7 +146,7 @@ async fn run(
     if let (Some(digest), false) = (request.inputs_digest.as_deref(), bypass)
         && let Some(answer) = cached(&state, &plan.key(&state, digest), started).await
     {
-        return form.respond(&answer);
+        return form.respond(&answer, None);
     }
     refuse_if_busy(&state)?;
     let (files, stdin) = match inputs {
@@ -130,7 +162,7 @@ async fn run(
         if request.inputs_digest.is_none()
             && let Some(answer) = cached(&state, &key, started).await
         {
-            return form.respond(&answer);
+            return form.respond(&answer, None);
         }
         state.metrics.cache(false);
     }
@@ -143,10 +175,7 @@ async fn run(
     {
         tracing::warn!(error = %format!("{err:#}"), "cannot store a result in the cache");
     }
-    Ok(match form {
-        Form::Archive => archive_response(frame),
-        Form::Json => axum::Json(answer.to_json()).into_response(),
-    })
+    form.respond(&answer, Some(frame))
 }
 
 /// Steps 2 and 6: a full pool answers 503 before the body (or the archive) is read.
@@ -166,7 +195,7 @@ async fn read_request(
     body: &mut BodyReader,
 ) -> Result<(RunRequest, Option<Inputs>), AppError> {
     match form {
-        Form::Archive => {
+        Form::Archive | Form::Squashfs => {
             let (request, rest) = body.header().await?;
             body.pending = rest;
             Ok((request, None))
@@ -333,9 +362,9 @@ fn exec_error(err: executor::ExecError) -> AppError {
     }
 }
 
-fn archive_response(frame: Vec<u8>) -> Response {
+fn archive_response(frame: Vec<u8>, content_type: &'static str) -> Response {
     let mut response = Body::from(frame).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ARCHIVE_TYPE));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
