@@ -125,18 +125,20 @@ pub fn is_text_field(target: &web_sys::EventTarget) -> bool {
         || element.closest(".monaco-editor").ok().flatten().is_some()
 }
 
-/// Whether `value` matches all of `pattern` with the browser's `RegExp` (as `<input pattern>`
-/// does); a pattern the browser refuses matches nothing. The app's matcher for option patterns
-/// (`shared::meta::PatternMatch`), in place of regex-lite.
+/// Whether `value` matches all of `pattern` with the browser's `RegExp` in Unicode mode (the `u`
+/// flag: closest to regex-lite's syntax, which the server checks with; `[^-x]` is valid there and
+/// in `u` mode, not in `<input pattern>`'s `v` mode); a pattern the browser refuses matches
+/// nothing. The app's matcher for option patterns (`shared::meta::PatternMatch`), in place of
+/// regex-lite.
 pub fn pattern_matches(pattern: &str, value: &str) -> bool {
-    compile_pattern(pattern).is_some_and(|re| re.test(value))
+    compile_pattern(pattern, "u").is_some_and(|re| re.test(value))
 }
 
-/// `new RegExp("^(?:pattern)$", "v")`, or `None` where the browser refuses the pattern (the
+/// `new RegExp("^(?:pattern)$", flags)`, or `None` where the browser refuses the pattern (the
 /// constructor throws, which a plain binding would turn into a trap).
-fn compile_pattern(pattern: &str) -> Option<js_sys::RegExp> {
+fn compile_pattern(pattern: &str, flags: &str) -> Option<js_sys::RegExp> {
     let constructor = js_sys::Reflect::get(&js_sys::global(), &"RegExp".into()).ok()?;
-    let args = js_sys::Array::of2(&format!("^(?:{pattern})$").into(), &"v".into());
+    let args = js_sys::Array::of2(&format!("^(?:{pattern})$").into(), &flags.into());
     let re = js_sys::Reflect::construct(constructor.dyn_ref::<js_sys::Function>()?, &args).ok()?;
     re.dyn_into::<js_sys::RegExp>().ok()
 }
@@ -144,5 +146,5 @@ fn compile_pattern(pattern: &str) -> Option<js_sys::RegExp> {
 /// Whether the browser accepts `pattern` as an `<input pattern>` (compiled as
 /// `^(?:pattern)$` with the `v` flag).
 pub fn valid_html_pattern(pattern: &str) -> bool {
-    compile_pattern(pattern).is_some()
+    compile_pattern(pattern, "v").is_some()
 }
