@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use shared::error::chain;
 
 use crate::vm::VmConfig;
 
@@ -123,7 +124,7 @@ pub async fn probe(config: &VmConfig, choice: AccelChoice, cache: Option<&Path>)
             accel: Accel::Kvm,
             reason: format!("a probe guest reached init on KVM in {} ms", took.as_millis()),
         },
-        Err(why) => tcg(format!("KVM probe failed ({why}): using TCG")),
+        Err(why) => tcg(format!("KVM probe failed ({}): using TCG", chain(&why))),
     };
     if let Some(path) = cache {
         let entry = serde_json::json!({"key": key, "report": report});
@@ -150,25 +151,44 @@ fn read_cached(path: &Path, key: &str) -> Option<AccelReport> {
     Some(report)
 }
 
+/// Why the KVM probe guest did not reach init.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot prepare the probe's disk")]
+    Disk(#[source] std::io::Error),
+    #[error("cannot prepare QEMU")]
+    Prepare(#[source] std::io::Error),
+    #[error("cannot start QEMU")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot confine QEMU")]
+    Confine(#[source] std::io::Error),
+    #[error("cannot wait for QEMU")]
+    Wait(#[source] std::io::Error),
+    #[error("QEMU exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("the guest did not reach init within {} s", PROBE_DEADLINE.as_secs())]
+    Deadline,
+}
+
 /// Boots the init in probe mode (it powers off as soon as it runs) on KVM.
-async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
-    let dir = crate::workdir::create(&config.work_dir, "probe").map_err(|e| e.to_string())?;
+async fn boot_probe(config: &VmConfig) -> Result<Duration, ProbeError> {
+    let dir = crate::workdir::create(&config.work_dir, "probe").map_err(ProbeError::Disk)?;
     let disk = dir.path().join("empty");
-    fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
+    fs::write(&disk, vec![0u8; 4096]).map_err(ProbeError::Disk)?;
     let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };
     let (mut cmd, confinement) =
-        kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(|e| e.to_string())?;
+        kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(ProbeError::Prepare)?;
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
+    let mut child = cmd.spawn().map_err(ProbeError::Spawn)?;
+    confinement.attach(child.id()).map_err(ProbeError::Confine)?;
     match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {
         // The probe init writes 0x2a to the debug-exit port: QEMU exits with (0x2a << 1) | 1.
         Ok(Ok(status)) if status.code() == Some(PROBE_EXIT_STATUS) => Ok(started.elapsed()),
-        Ok(Ok(status)) => Err(format!("QEMU exited with {status}")),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(status)) => Err(ProbeError::Exited(status)),
+        Ok(Err(e)) => Err(ProbeError::Wait(e)),
         Err(_) => {
             let _ = child.kill().await;
-            Err(format!("the guest did not reach init within {} s", PROBE_DEADLINE.as_secs()))
+            Err(ProbeError::Deadline)
         }
     }
 }

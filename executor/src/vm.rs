@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
+use shared::error::chain;
 use shared::guest::{self, IMAGE_DISK_SERIAL, IO_DISK_SERIAL, ProtocolError};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -243,8 +244,10 @@ pub fn output_from_io_file(
                     )],
                 ),
                 Some(status) => {
-                    let mut why =
-                        format!("the VM stopped without a valid answer ({err}; QEMU {status})");
+                    let mut why = format!(
+                        "the VM stopped without a valid answer ({}; QEMU {status})",
+                        chain(&err)
+                    );
                     if !qemu_stderr.is_empty() {
                         why.push_str(&format!(": {qemu_stderr}"));
                     }

@@ -13,12 +13,14 @@
 //! so they never starve cold jobs of slots; each idle VM holds its guest memory on the host.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
+use shared::error::chain;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::Child;
@@ -32,6 +34,75 @@ use crate::{ExecError, convert};
 
 /// How long a warm VM may take to boot and say `ready` before it is given up.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why a VM could not be made ready for a job: booted, restored from a snapshot, or saved as a
+/// template. The job then boots a cold VM instead, so these are logged, never shown to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum WarmError {
+    #[error("cannot create a work directory")]
+    WorkDir(#[source] io::Error),
+    #[error("cannot create the I/O disk")]
+    IoDisk(#[source] io::Error),
+    #[error("cannot prepare QEMU")]
+    Prepare(#[source] io::Error),
+    #[error("cannot start QEMU")]
+    Spawn(#[source] io::Error),
+    #[error("cannot confine QEMU")]
+    Confine(#[source] io::Error),
+    #[error("QEMU exited as it started ({0})")]
+    ExitedAtStart(std::process::ExitStatus),
+    #[error("the VM has no control port")]
+    NoControl,
+    #[error("cannot talk to the guest over the control port")]
+    Control(#[source] io::Error),
+    #[error("the guest said {0:?} instead of ready")]
+    NotReady(String),
+    #[error("not ready within {} s", BOOT_DEADLINE.as_secs())]
+    BootDeadline,
+    #[error("the guest said {0:?} after warming up")]
+    NotWarm(String),
+    /// QEMU ended while the VM was being made ready; what it wrote on stderr says why.
+    #[error("QEMU exited, saying: {stderr}")]
+    QemuExited {
+        stderr: String,
+        #[source]
+        source: Box<WarmError>,
+    },
+    #[error(transparent)]
+    Qmp(#[from] crate::qmp::QmpError),
+    #[error("cannot create the directory for {what}")]
+    SnapshotDir {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {}", path.display())]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot hand {} to QEMU's user", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} the snapshot's device state")]
+    Migration {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} failed: {why}")]
+    MigrationFailed { what: &'static str, why: String },
+    #[error("the saved state is over {max} bytes")]
+    StateTooLarge { max: usize },
+    #[error("not {what} within {} s", within.as_secs())]
+    MigrationDeadline { what: &'static str, within: Duration },
+    #[error("cannot restore the snapshot")]
+    Restore(#[source] Box<WarmError>),
+}
 
 /// A VM waiting for its job: booted to the waiting point, or restored from a snapshot.
 pub struct WaitingVm {
@@ -115,21 +186,19 @@ pub async fn launch(
     io_size: u64,
     kind: &str,
     extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
-) -> Result<WaitingVm, String> {
+) -> Result<WaitingVm, WarmError> {
     let started = Instant::now();
-    let dir = crate::workdir::create(&config.work_dir, kind)
-        .map_err(|e| format!("cannot create a work directory: {e}"))?;
+    let dir = crate::workdir::create(&config.work_dir, kind).map_err(WarmError::WorkDir)?;
     let io_path = dir.path().join("io");
-    let file =
-        std::fs::File::create(&io_path).map_err(|e| format!("cannot create the I/O disk: {e}"))?;
-    file.set_len(io_size).map_err(|e| format!("cannot size the I/O disk: {e}"))?;
+    let file = std::fs::File::create(&io_path).map_err(WarmError::IoDisk)?;
+    file.set_len(io_size).map_err(WarmError::IoDisk)?;
     let format = match image.format {
         ImageFormat::Squashfs => "squashfs",
         ImageFormat::Erofs => "erofs",
     };
     let (mut cmd, confinement) = config
         .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
-        .map_err(|e| format!("cannot prepare QEMU: {e}"))?;
+        .map_err(WarmError::Prepare)?;
     cmd.args(["-device", "virtio-serial-device"]);
     cmd.arg("-chardev").arg(format!(
         "socket,id=ctl,path={},server=on,wait=off",
@@ -137,8 +206,8 @@ pub async fn launch(
     ));
     cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
     extra(&mut cmd, dir.path());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
+    let mut child = cmd.spawn().map_err(WarmError::Spawn)?;
+    confinement.attach(child.id()).map_err(WarmError::Confine)?;
     let stderr = StderrTail::spawn(child.stderr.take(), kind);
     Ok(WaitingVm {
         confinement,
@@ -153,14 +222,14 @@ pub async fn launch(
 }
 
 /// Connects to the VM's control port (QEMU creates the socket as it starts).
-pub async fn connect_control(vm: &mut WaitingVm) -> Result<(), String> {
+pub async fn connect_control(vm: &mut WaitingVm) -> Result<(), WarmError> {
     let socket = vm.dir.path().join("ctl.sock");
     let stream = loop {
         match UnixStream::connect(&socket).await {
             Ok(stream) => break stream,
             Err(_) => {
                 if let Ok(Some(status)) = vm.child.try_wait() {
-                    return Err(format!("QEMU exited as it started ({status})"));
+                    return Err(WarmError::ExitedAtStart(status));
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -171,21 +240,21 @@ pub async fn connect_control(vm: &mut WaitingVm) -> Result<(), String> {
 }
 
 /// Waits for a booting VM's `ready`.
-pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), String> {
+pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), WarmError> {
     let started = Instant::now();
     let ready = async {
         connect_control(vm).await?;
-        let control = vm.control.as_mut().ok_or("no control port")?;
+        let control = vm.control.as_mut().ok_or(WarmError::NoControl)?;
         let mut line = String::new();
-        control.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        control.read_line(&mut line).await.map_err(WarmError::Control)?;
         if line.trim() != "ready" {
-            return Err(format!("the guest said {:?} instead of ready", line.trim()));
+            return Err(WarmError::NotReady(line.trim().to_owned()));
         }
         Ok(())
     };
     let result = match tokio::time::timeout(BOOT_DEADLINE, ready).await {
         Ok(result) => result,
-        Err(_) => Err(format!("not ready within {} s", BOOT_DEADLINE.as_secs())),
+        Err(_) => Err(WarmError::BootDeadline),
     };
     match result {
         Ok(()) => {
@@ -197,24 +266,24 @@ pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), String> {
 }
 
 /// Asks a waiting guest to warm up and waits for its `ready`.
-pub async fn warm_up(vm: &mut WaitingVm) -> Result<(), String> {
-    let control = vm.control.as_mut().ok_or("no control port")?;
-    control.get_mut().write_all(b"warm\n").await.map_err(|e| format!("warm-up: {e}"))?;
+pub async fn warm_up(vm: &mut WaitingVm) -> Result<(), WarmError> {
+    let control = vm.control.as_mut().ok_or(WarmError::NoControl)?;
+    control.get_mut().write_all(b"warm\n").await.map_err(WarmError::Control)?;
     let mut line = String::new();
-    control.read_line(&mut line).await.map_err(|e| format!("warm-up: {e}"))?;
+    control.read_line(&mut line).await.map_err(WarmError::Control)?;
     if line.trim() != "ready" {
-        return Err(format!("the guest said {:?} after warming up", line.trim()));
+        return Err(WarmError::NotWarm(line.trim().to_owned()));
     }
     Ok(())
 }
 
 /// `err`, with what QEMU said if it has exited.
-pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: String) -> String {
+pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: WarmError) -> WarmError {
     if !matches!(vm.child.try_wait(), Ok(Some(_))) {
         return err;
     }
     let stderr = vm.stderr.collect().await;
-    if stderr.is_empty() { err } else { format!("{err}: {stderr}") }
+    if stderr.is_empty() { err } else { WarmError::QemuExited { stderr, source: Box::new(err) } }
 }
 
 /// Where ready VMs come from.
@@ -394,7 +463,7 @@ impl WarmPool {
                         }
                         Err(err) => tracing::warn!(
                             container = %image.id,
-                            error = %err,
+                            error = %chain(&err),
                             "warm VM failed to start"
                         ),
                     }
@@ -417,7 +486,11 @@ impl WarmPool {
                 TemplateSlot::Ready(Arc::new(template))
             }
             Err(err) => {
-                tracing::warn!(container = %image.id, error = %err, "no snapshot: booting instead");
+                tracing::warn!(
+                    container = %image.id,
+                    error = %chain(&err),
+                    "no snapshot: booting instead"
+                );
                 TemplateSlot::Failed
             }
         };
@@ -453,7 +526,7 @@ impl WarmPool {
     }
 
     /// One VM for `image`: restored from its template if there is one, else booted.
-    async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, String> {
+    async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, WarmError> {
         if let Some(template) = self.template(&image.digest) {
             // A warm-up costs CPU that running jobs need when every core is busy: then the job
             // pays for the cold paths itself (bench/server.py, throughput with 2 slots).
@@ -468,7 +541,7 @@ impl WarmPool {
     }
 
     /// A clone of `template`; repeated failures retire the template (the image boots instead).
-    async fn restore(&self, template: &Template, warm_up: bool) -> Result<WaitingVm, String> {
+    async fn restore(&self, template: &Template, warm_up: bool) -> Result<WaitingVm, WarmError> {
         let digest = &template.image.digest;
         match template.restore(&self.config, warm_up).await {
             Ok(mut vm) => {
@@ -488,7 +561,7 @@ impl WarmPool {
                     );
                     lock(&self.templates).insert(digest.clone(), TemplateSlot::Failed);
                 }
-                Err(format!("restoring the snapshot: {err}"))
+                Err(WarmError::Restore(Box::new(err)))
             }
         }
     }
@@ -531,7 +604,11 @@ impl WarmPool {
                 match self.restore(&template, false).await {
                     Ok(vm) => vm,
                     Err(err) => {
-                        tracing::warn!(container = %job.image.id, error = %err, "booting cold");
+                        tracing::warn!(
+                            container = %job.image.id,
+                            error = %chain(&err),
+                            "booting cold"
+                        );
                         return None;
                     }
                 }

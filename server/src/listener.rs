@@ -24,6 +24,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use shared::error::chain;
+
 use crate::client::TrustedProxies;
 use crate::ratelimit::ClientKey;
 
@@ -122,7 +124,7 @@ pub async fn serve(
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                tracing::debug!(%peer, error = %chain(&*err), "connection ended with an error");
             }
             drop(slot);
         });

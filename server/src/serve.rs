@@ -11,6 +11,7 @@ use executor::JobLimits;
 use executor::image::{ImageInfo, ImageStore};
 use executor::pool::{self, Pool};
 use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
+use shared::error::chain;
 
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
@@ -208,7 +209,9 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
                 tokio::time::sleep(every).await;
                 match choose_warm(&spec, &state.store, &state.catalog, &state.images).await {
                     Ok(images) => warm.retarget(images),
-                    Err(err) => tracing::warn!(error = %err, "cannot choose warm containers"),
+                    Err(err) => {
+                        tracing::warn!(error = %chain(err.as_ref()), "cannot choose warm containers")
+                    }
                 }
             }
         });
@@ -248,7 +251,7 @@ async fn choose_warm(
     let spec = match spec.trim() {
         "auto" => {
             let used = store.most_used(AUTO_WARM, 30 * 24 * 3600).await.unwrap_or_else(|err| {
-                tracing::warn!(error = %anyhow::Error::from(err), "cannot read usage");
+                tracing::warn!(error = %chain(&err), "cannot read usage");
                 Vec::new()
             });
             let spec = auto_warm_spec(&used, catalog, images);
@@ -304,7 +307,7 @@ fn warm_images(
         }
         match store.resolve(id.trim()) {
             Ok(image) => out.push((image, n)),
-            Err(err) => tracing::warn!(container = id, error = %err, "not kept warm"),
+            Err(err) => tracing::warn!(container = id, error = %chain(&err), "not kept warm"),
         }
     }
     Ok(out)

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::api::v1::{self, RunJsonRequest, RunRequest};
 use shared::cpio::{self, Entry, Limits};
+use shared::error::chain;
 use shared::framing::{HeaderReader, Progress};
 use shared::limits::{MAX_HEADER_BYTES, MAX_STDIN_BYTES};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -141,7 +142,7 @@ async fn run(
         && !(t.stdout || t.stderr || t.files)
         && let Err(err) = state.store.cache_put(&key, frame.clone()).await
     {
-        tracing::warn!(error = %format!("{err:#}"), "cannot store a result in the cache");
+        tracing::warn!(error = %chain(&err), "cannot store a result in the cache");
     }
     Ok(match form {
         Form::Archive => archive_response(frame),
@@ -215,7 +216,7 @@ impl Plan {
                 meta.id
             )),
             executor::image::ImageError::MissingFile { .. } => {
-                tracing::warn!(error = %err, "an image file is missing");
+                tracing::warn!(error = %chain(&err), "an image file is missing");
                 AppError::Unavailable(format!(
                     "the image of {:?} is missing on this server; the operator must rebuild it",
                     meta.id
@@ -313,7 +314,7 @@ async fn execute(
     let store = state.store.clone();
     tokio::spawn(async move {
         if let Err(err) = store.record_run(container).await {
-            tracing::warn!(error = %anyhow::Error::from(err), "cannot count the run");
+            tracing::warn!(error = %chain(&err), "cannot count the run");
         }
     });
     Ok(answer)
@@ -345,7 +346,7 @@ async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunA
     let bytes = match state.store.cache_get(key).await {
         Ok(bytes) => bytes?,
         Err(err) => {
-            tracing::warn!(error = %format!("{err:#}"), "cache read failed");
+            tracing::warn!(error = %chain(&err), "cache read failed");
             return None;
         }
     };
