@@ -30,7 +30,7 @@ pub struct MicroVm {
 
 impl Backend for MicroVm {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(crate::vm::run_cold(&self.config, job))
+        Box::pin(crate::vm::cold::run_cold(&self.config, job))
     }
 }
 

@@ -134,12 +134,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         // holding host memory on tmpfs.
         let swept = executor::workdir::sweep_stale(&vm.work_dir, executor::workdir::WORK_KINDS)
             + executor::workdir::sweep_stale(
-                &executor::snapshot::ram_dir_base(&vm.work_dir),
-                &[executor::snapshot::RAM_DIR_KIND],
+                &executor::warm::snapshot::ram_dir_base(&vm.work_dir),
+                &[executor::warm::snapshot::RAM_DIR_KIND],
             )
             + executor::workdir::sweep_stale(
                 &std::env::temp_dir(),
-                &[executor::snapshot::SAVE_DIR_KIND],
+                &[executor::warm::snapshot::SAVE_DIR_KIND],
             );
         let swept = swept + vm.cgroups.as_ref().map_or(0, |c| c.sweep_stale());
         if swept > 0 {

@@ -22,10 +22,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use super::qmp::{self, Qmp, QmpError};
+use super::waiting::{self, WaitingVm, WarmError};
 use crate::image::ImageInfo;
-use crate::qmp::{self, Qmp, QmpError};
 use crate::vm::VmConfig;
-use crate::warm::{self, WaitingVm, WarmError};
 use crate::workdir;
 
 /// The most device state a save may produce; more means guest RAM went into the stream.
@@ -79,7 +79,7 @@ impl Template {
         let save_path = save_dir.path().join("save.sock");
         let listener = UnixListener::bind(&save_path)
             .map_err(|source| WarmError::Listen { path: save_path.clone(), source })?;
-        let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
+        let mut vm = waiting::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
@@ -91,7 +91,7 @@ impl Template {
                     .map_err(|source| WarmError::Chown { path: path.to_owned(), source })?;
             }
         }
-        warm::wait_ready(&mut vm).await?;
+        waiting::wait_ready(&mut vm).await?;
         let qmp_path = vm.dir.path().join("qmp.sock");
         let state = async {
             let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(5)).await?;
@@ -146,7 +146,7 @@ impl Template {
     pub async fn restore(&self, config: &VmConfig, warm_up: bool) -> Result<WaitingVm, WarmError> {
         let started = Instant::now();
         let ram = self.ram_path();
-        let mut vm = warm::launch(
+        let mut vm = waiting::launch(
             config,
             &self.image,
             self.memory_mib,
@@ -166,7 +166,7 @@ impl Template {
         let load = async {
             // The control port first: the guest was saved with its host connected and must
             // find one connected when it wakes.
-            warm::connect_control(&mut vm).await?;
+            waiting::connect_control(&mut vm).await?;
             let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(5)).await?;
             // Before any byte of the state arrives: the capability must match the saved one.
             ignore_shared(&mut qmp).await?;
@@ -184,13 +184,13 @@ impl Template {
                 qmp.execute("cont", json!({})).await?;
             }
             if warm_up {
-                warm::warm_up(&mut vm).await?;
+                waiting::warm_up(&mut vm).await?;
             }
             Ok::<_, WarmError>(())
         };
         match tokio::time::timeout(MIGRATE_DEADLINE, load).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(warm::with_qemu_stderr(&mut vm, err).await),
+            Ok(Err(err)) => return Err(waiting::with_qemu_stderr(&mut vm, err).await),
             Err(_) => {
                 return Err(WarmError::MigrationDeadline {
                     what: "restored",
