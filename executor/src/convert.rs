@@ -8,8 +8,8 @@ use shared::guest::{
 };
 
 use crate::ExecError;
-use crate::image::ImageFormat;
 use crate::job::{Job, JobLimits, JobOutput, Outcome, RanOn, Truncated, Usage};
+use images::ImageFormat;
 
 /// Memory the guest keeps for its kernel, init and crun; the program's cgroup gets the rest.
 const GUEST_RESERVED_MIB: u32 = 96;

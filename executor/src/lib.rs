@@ -1,9 +1,8 @@
 //! The host side of a job: "run this input in this image with these limits". Knows nothing of
-//! HTTP.
+//! HTTP, and nothing of how images are made (the `images` crate makes and finds them).
 //!
-//! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file, which
-//!    [`build`] makes from a recipe (Debian packages with mmdebstrap, an OCI image archive
-//!    imported by [`oci_import`], or built in).
+//! 1. The caller resolves the container's image ([`images::ImageStore::resolve`]) and puts it
+//!    in the [`job::Job`].
 //! 2. [`vm::probe::probe`] picks KVM or TCG once at start-up.
 //! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
 //! 4. [`vm::cold::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
@@ -19,12 +18,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub mod build;
 pub mod confine;
 pub mod convert;
-pub mod image;
 pub mod job;
-pub mod oci_import;
 pub mod pool;
 pub mod sandbox;
 pub mod vm;
@@ -53,7 +49,7 @@ pub enum ExecError {
     #[error("the executor is shutting down")]
     ShuttingDown(#[from] tokio::sync::AcquireError),
     #[error(transparent)]
-    Image(#[from] image::ImageError),
+    Image(#[from] images::ImageError),
     #[error("the job's files are not a valid archive")]
     Archive(#[from] shared::cpio::CpioError),
     #[error("cannot use the work directory {path}")]

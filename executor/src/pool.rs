@@ -141,8 +141,8 @@ impl Drop for Admission<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ImageFormat, ImageInfo};
     use crate::job::{JobTimings, Outcome, RanOn, Truncated, Usage};
+    use images::{ImageFormat, ImageInfo};
 
     /// Sleeps for the job's "duration" (its first argument, in ms) and exits 0.
     struct Sleeper;

@@ -68,9 +68,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ExecError;
-use crate::image::ImageFormat;
 use crate::job::{Job, JobLimits, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
 use crate::pool::{Backend, BoxFuture};
+use images::ImageFormat;
 
 /// The note on every result of this backend.
 pub const NOTE: &str =

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 use executor::confine::{Cgroups, QemuUsers};
-use executor::image::ImageStore;
 use executor::pool::{Backend, MicroVm};
 use executor::sandbox::{Sandbox, SandboxConfig};
 use executor::vm::accel::{Accel, AccelChoice, AccelReport};
 use executor::vm::probe;
 use executor::vm::{QemuUser, VmConfig};
+use images::ImageStore;
 use std::sync::Arc;
 
 /// The cache directory when `PE_CACHE_DIR` is not set: `~/.cache/program-explorer`.

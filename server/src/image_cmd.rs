@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use executor::build::{self, DebianSource};
 use executor::pool::Pool;
 use executor::{JobLimits, Outcome};
+use images::build::{self, DebianSource};
 use shared::cpio::EntryData;
 use shared::error::chain;
 use shared::meta::{ContainerMeta, OptionKind};

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use executor::JobLimits;
-use executor::image::{ImageInfo, ImageStore};
 use executor::pool::{self, Pool};
 use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
+use images::{ImageInfo, ImageStore};
 use shared::error::chain;
 
 use crate::catalog::Catalog;
@@ -332,7 +332,7 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use executor::image::{ImageFormat, Ref};
+    use images::{ImageFormat, Ref};
 
     /// An image store where `built` have an image file.
     fn store_with(dir: &std::path::Path, built: &[&str]) -> ImageStore {

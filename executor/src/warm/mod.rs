@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use shared::error::chain;
 
-use crate::image::ImageInfo;
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
 use crate::pool::{Backend, BoxFuture};
 use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
+use images::ImageInfo;
 
 pub mod qmp;
 pub mod snapshot;

@@ -24,9 +24,9 @@ use tokio::net::UnixListener;
 
 use super::qmp::{self, Qmp, QmpError};
 use super::waiting::{self, WaitingVm, WarmError};
-use crate::image::ImageInfo;
 use crate::vm::VmConfig;
 use crate::workdir;
+use images::ImageInfo;
 
 /// The most device state a save may produce; more means guest RAM went into the stream.
 const MAX_STATE_BYTES: usize = 64 << 20;

@@ -17,8 +17,8 @@ use tokio::net::UnixStream;
 use tokio::process::Child;
 
 use super::qmp::QmpError;
-use crate::image::{ImageFormat, ImageInfo};
 use crate::vm::VmConfig;
+use images::{ImageFormat, ImageInfo};
 
 /// How long a warm VM may take to boot and say `ready` before it is given up.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);

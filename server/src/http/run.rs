@@ -211,11 +211,11 @@ impl Plan {
         let meta = &entry.meta;
         let rendered = meta.render(&request.options, &request.args)?;
         let image = state.images.resolve(&meta.id).map_err(|err| match err {
-            executor::image::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
+            images::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
                 "the image of {:?} is not built on this server yet",
                 meta.id
             )),
-            executor::image::ImageError::MissingFile { .. } => {
+            images::ImageError::MissingFile { .. } => {
                 tracing::warn!(error = %chain(&err), "an image file is missing");
                 AppError::Unavailable(format!(
                     "the image of {:?} is missing on this server; the operator must rebuild it",
