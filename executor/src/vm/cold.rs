@@ -117,13 +117,8 @@ pub fn read_answer(path: &Path) -> Result<(guest::GuestResponse, Vec<u8>), ExecE
     let file = File::open(path).map_err(io_err)?;
     let mut prefix = [0u8; guest::RESPONSE_PREFIX_LEN];
     file.read_exact_at(&mut prefix, 0).map_err(io_err)?;
-    if prefix[..4] != guest::RESPONSE_MAGIC {
-        return Err(ProtocolError::NoAnswer.into());
-    }
-    let archive_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as u64;
-    let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as u64;
+    let total = guest::decode_response_prefix(&prefix)?.total_len();
     let file_len = fs::metadata(path).map_err(io_err)?.len();
-    let total = guest::RESPONSE_PREFIX_LEN as u64 + header_len + archive_len;
     if total > file_len {
         return Err(ProtocolError::Truncated("the answer is longer than the I/O disk").into());
     }
