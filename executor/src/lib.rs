@@ -6,10 +6,11 @@
 //! 2. [`vm::probe::probe`] picks KVM or TCG once at start-up.
 //! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
 //! 4. [`vm::cold::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
-//!    microvm machine with no network device, the image and the I/O disk as virtio-blk devices,
-//!    and a host-side deadline; the guest init runs the program and writes its answer back.
-//!    [`warm::WarmPool`] keeps VMs booted (or restored from a snapshot) ahead of demand so a
-//!    job only says "go".
+//!    microvm machine ([`vm::VmConfig::command`]) with no network device, the image and the I/O
+//!    disk as virtio-blk devices, and a host-side deadline; each QEMU runs under a uid and
+//!    cgroup of its own ([`confine`]) in a directory of its own ([`workdir`]); the guest init
+//!    runs the program and writes its answer back. [`warm::WarmPool`] keeps VMs booted (or
+//!    restored from a snapshot) ahead of demand so a job only says "go".
 //! 5. [`convert::output_from_guest`] turns the answer into a [`job::JobOutput`].
 //! 6. Or, opt-in and without a VM, [`sandbox::run`] runs the job with crun on the host in fresh
 //!    namespaces (weaker isolation, for hosts without KVM) and returns the same output.

@@ -1,5 +1,6 @@
 //! The HTTP API through `app(state).oneshot(...)`, with a fake backend standing in for the VMs
 //! (fast; the real VM path is covered by tests/serve.rs and tests/vm.rs).
+//! (Over 600 lines: one test binary for the whole API, so its harness is compiled once.)
 
 mod common;
 

@@ -4,7 +4,7 @@
 //!    backed by a Unix socket in the VM's own directory.
 //! 2. The guest boots, mounts the image, says `ready` on the port ([`wait_ready`]) and waits;
 //!    `warm` asks it to run through the paths every job takes first ([`warm_up`]).
-//! 3. A job writes its request into the I/O disk and sends `go` ([`WaitingVm::go`]); the guest
+//! 3. A job writes its request into the I/O disk and sends `go` (`WaitingVm::go`); the guest
 //!    runs it like a cold VM would and powers off.
 
 use std::io;
