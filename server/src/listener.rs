@@ -93,7 +93,7 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %err, "accept failed");
+                    tracing::warn!(error = %chain(&err), "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -204,7 +204,7 @@ pub struct RunResult {
     /// A sentence for people: why the run ended the way it did, when it is not obvious.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The command line as rendered from the options and args.
+    /// The command line that ran: rendered from the options and args, or the request's `argv`.
     pub argv: Vec<String>,
     pub image: ImageRef,
     pub backend: BackendInfo,
