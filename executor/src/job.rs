@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use images::ImageInfo;
 use shared::cpio::Entry;
 use shared::limits;
-
-use images::ImageInfo;
 
 /// Limits one job runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,6 +60,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use images::ImageFormat;
 use shared::cpio::{self, EntryData, Limits};
 use shared::{oci, outputs};
 use tempfile::TempDir;
@@ -71,7 +72,6 @@ use tokio::time::Instant;
 use crate::ExecError;
 use crate::job::{Job, JobLimits, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
 use crate::pool::{Backend, BoxFuture};
-use images::ImageFormat;
 
 /// The note on every result of this backend.
 pub const NOTE: &str =

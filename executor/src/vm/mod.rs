@@ -6,6 +6,10 @@
 //! 3. [`cold`]: one job in a VM booted for it, and reading the guest's answer off the I/O disk
 //!    (the warm paths in [`crate::warm`] reuse that reader).
 
+pub mod accel;
+pub mod cold;
+pub mod probe;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,10 +21,6 @@ use shared::guest::{IMAGE_DISK_SERIAL, IO_DISK_SERIAL};
 use tokio::process::Command;
 
 use crate::confine::{Cgroups, Confinement, QemuUsers};
-
-pub mod accel;
-pub mod cold;
-pub mod probe;
 
 use accel::Accel;
 

@@ -15,22 +15,22 @@
 //! Dependencies point one way: this pool uses [`snapshot`] (templates and their clones), which
 //! uses [`waiting`] (a VM waiting for `go`, its control port) and [`qmp`] (saving and loading).
 
+pub mod qmp;
+pub mod snapshot;
+pub mod waiting;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use images::ImageInfo;
 use shared::error::chain;
 
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
 use crate::pool::{Backend, BoxFuture};
 use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
-use images::ImageInfo;
-
-pub mod qmp;
-pub mod snapshot;
-pub mod waiting;
 
 use snapshot::Template;
 use waiting::{WaitingVm, WarmError, launch, wait_ready};

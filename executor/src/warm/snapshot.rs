@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use images::ImageInfo;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -26,7 +27,6 @@ use super::qmp::{self, Qmp, QmpError};
 use super::waiting::{self, WaitingVm, WarmError};
 use crate::vm::VmConfig;
 use crate::workdir;
-use images::ImageInfo;
 
 /// The most device state a save may produce; more means guest RAM went into the stream.
 const MAX_STATE_BYTES: usize = 64 << 20;

@@ -11,6 +11,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use images::{ImageFormat, ImageInfo};
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -18,7 +19,6 @@ use tokio::process::Child;
 
 use super::qmp::QmpError;
 use crate::vm::VmConfig;
-use images::{ImageFormat, ImageInfo};
 
 /// How long a warm VM may take to boot and say `ready` before it is given up.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
