@@ -1,5 +1,6 @@
 //! The one place where executor types meet the guest protocol.
 
+use images::ImageFormat;
 use rand::RngCore;
 use shared::api::v1::archive_paths;
 use shared::cpio::{self, Entry, EntryData, Limits};
@@ -8,7 +9,6 @@ use shared::guest::{
 };
 
 use crate::ExecError;
-use crate::image::ImageFormat;
 use crate::job::{Job, JobLimits, JobOutput, Outcome, RanOn, Truncated, Usage};
 
 /// Memory the guest keeps for its kernel, init and crun; the program's cgroup gets the rest.

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use images::ImageInfo;
 use shared::cpio::Entry;
 use shared::limits;
-
-use crate::image::ImageInfo;
 
 /// Limits one job runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +179,7 @@ pub struct JobOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::ImageFormat;
+    use images::ImageFormat;
 
     #[test]
     fn the_environment_layers_defaults_image_and_job() {
@@ -202,5 +201,10 @@ mod tests {
             job.container_env(),
             ["FOO=bar", "HOME=/tmp", "LANG=en_GB.UTF-8", "PATH=/opt/tool/bin:/usr/bin"]
         );
+
+        // An imported image's environment, as images/tests/oci_import.rs builds it.
+        job.image.env = vec!["PATH=/usr/bin:/bin".into(), "GREETING=hi".into()];
+        job.env.clear();
+        assert_eq!(job.container_env(), ["GREETING=hi", "HOME=/tmp", "PATH=/usr/bin:/bin"]);
     }
 }

@@ -1,15 +1,16 @@
 //! The host side of a job: "run this input in this image with these limits". Knows nothing of
-//! HTTP.
+//! HTTP, and nothing of how images are made (the `images` crate makes and finds them).
 //!
-//! 1. [`image::ImageStore`] resolves a container id to a root filesystem image file, which
-//!    [`build`] makes from a recipe (Debian packages with mmdebstrap, an OCI image archive
-//!    imported by [`oci_import`], or built in).
-//! 2. [`accel::probe`] picks KVM or TCG once at start-up.
+//! 1. The caller resolves the container's image ([`images::ImageStore::resolve`]) and puts it
+//!    in the [`job::Job`].
+//! 2. [`vm::probe::probe`] picks KVM or TCG once at start-up.
 //! 3. [`pool::Pool::try_submit`] admits the [`job::Job`] into a bounded queue, waits for a slot.
-//! 4. [`vm::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
-//!    microvm machine with no network device, the image and the I/O disk as virtio-blk devices,
-//!    and a host-side deadline; the guest init runs the program and writes its answer back.
-//!    [`warm::WarmPool`] keeps VMs booted ahead of demand so a job only says "go".
+//! 4. [`vm::cold::run_cold`] writes the job's I/O disk ([`convert::request_bytes`]), starts QEMU's
+//!    microvm machine ([`vm::VmConfig::command`]) with no network device, the image and the I/O
+//!    disk as virtio-blk devices, and a host-side deadline; each QEMU runs under a uid and
+//!    cgroup of its own ([`confine`]) in a directory of its own ([`workdir`]); the guest init
+//!    runs the program and writes its answer back. [`warm::WarmPool`] keeps VMs booted (or
+//!    restored from a snapshot) ahead of demand so a job only says "go".
 //! 5. [`convert::output_from_guest`] turns the answer into a [`job::JobOutput`].
 //! 6. Or, opt-in and without a VM, [`sandbox::run`] runs the job with crun on the host in fresh
 //!    namespaces (weaker isolation, for hosts without KVM) and returns the same output.
@@ -18,17 +19,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub mod accel;
-pub mod build;
 pub mod confine;
 pub mod convert;
-pub mod image;
 pub mod job;
-pub mod oci_import;
 pub mod pool;
-pub mod qmp;
 pub mod sandbox;
-pub mod snapshot;
 pub mod vm;
 pub mod warm;
 pub mod workdir;
@@ -55,7 +50,7 @@ pub enum ExecError {
     #[error("the executor is shutting down")]
     ShuttingDown(#[from] tokio::sync::AcquireError),
     #[error(transparent)]
-    Image(#[from] image::ImageError),
+    Image(#[from] images::ImageError),
     #[error("the job's files are not a valid archive")]
     Archive(#[from] shared::cpio::CpioError),
     #[error("cannot use the work directory {path}")]

@@ -30,7 +30,7 @@ pub struct MicroVm {
 
 impl Backend for MicroVm {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(crate::vm::run_cold(&self.config, job))
+        Box::pin(crate::vm::cold::run_cold(&self.config, job))
     }
 }
 
@@ -141,8 +141,8 @@ impl Drop for Admission<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ImageFormat, ImageInfo};
     use crate::job::{JobTimings, Outcome, RanOn, Truncated, Usage};
+    use images::{ImageFormat, ImageInfo};
 
     /// Sleeps for the job's "duration" (its first argument, in ms) and exits 0.
     struct Sleeper;

@@ -8,10 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use executor::image::{ImageInfo, ImageStore};
 use executor::job::Outcome;
 use executor::sandbox::{NOTE, SandboxConfig, run};
 use executor::{Job, JobOutput};
+use images::{ImageInfo, ImageStore};
 use shared::cpio::{Entry, EntryData};
 
 fn cache_dir() -> PathBuf {

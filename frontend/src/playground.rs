@@ -242,6 +242,7 @@ impl Playground {
             container: state.container,
             options: state.options,
             args: state.args,
+            argv: None,
             env: state.env,
             stdin: state.stdin,
             inputs_digest: None,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use executor::build::Recipe;
+use images::build::Recipe;
 use include_dir::{Dir, include_dir};
 use shared::meta::{ContainerMeta, MetaError, OptionGroup};
 

@@ -9,9 +9,11 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 /// Address ranges of trusted reverse proxies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub struct TrustedProxies(Vec<IpNet>);
 
 impl std::str::FromStr for TrustedProxies {
     type Err = String;
@@ -20,21 +22,15 @@ impl std::str::FromStr for TrustedProxies {
     fn from_str(spec: &str) -> Result<TrustedProxies, String> {
         let mut ranges = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (addr, prefix) = item.split_once('/').unwrap_or((item, ""));
-            let addr: IpAddr =
-                addr.parse().map_err(|e| format!("--trusted-proxies {item:?}: {e}"))?;
-            let addr = addr.to_canonical();
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = if prefix.is_empty() {
-                max
+            let net = if item.contains('/') {
+                item.parse::<IpNet>().map_err(|e| format!("--trusted-proxies {item:?}: {e}"))?
             } else {
-                prefix
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= max)
-                    .ok_or_else(|| format!("--trusted-proxies {item:?}: bad prefix length"))?
+                // A single address; an IPv4-mapped IPv6 one stands for the IPv4 address.
+                let addr: IpAddr =
+                    item.parse().map_err(|e| format!("--trusted-proxies {item:?}: {e}"))?;
+                IpNet::from(addr.to_canonical())
             };
-            ranges.push((addr, prefix));
+            ranges.push(net);
         }
         Ok(TrustedProxies(ranges))
     }
@@ -47,17 +43,7 @@ impl TrustedProxies {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|&(net, prefix)| match (net, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        })
+        self.0.iter().any(|net| net.contains(&ip))
     }
 
     /// The client behind `peer`, given the request's `X-Forwarded-For` values (in order).

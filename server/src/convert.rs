@@ -2,8 +2,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use executor::image::ImageInfo;
 use executor::{JobOutput, Outcome};
+use images::ImageInfo;
 use shared::api::v1::archive_paths;
 use shared::api::v1::{
     BackendInfo, ImageRef, JsonOutputFile, ResourceUsage, RunJsonResult, RunResult, RunStatus,

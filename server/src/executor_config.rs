@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use executor::accel::{self, AccelChoice, AccelReport};
 use executor::confine::{Cgroups, QemuUsers};
-use executor::image::ImageStore;
 use executor::pool::{Backend, MicroVm};
 use executor::sandbox::{Sandbox, SandboxConfig};
+use executor::vm::accel::{Accel, AccelChoice, AccelReport};
+use executor::vm::probe;
 use executor::vm::{QemuUser, VmConfig};
+use images::ImageStore;
 use std::sync::Arc;
 
 /// The cache directory when `PE_CACHE_DIR` is not set: `~/.cache/program-explorer`.
@@ -140,7 +141,7 @@ impl ExecutorArgs {
             kernel: self.kernel.clone().unwrap_or_else(|| cache.join("vmlinux")),
             initramfs: self.initramfs.clone().unwrap_or_else(|| cache.join("initramfs.cpio")),
             work_dir,
-            accel: executor::accel::Accel::tcg(),
+            accel: Accel::tcg(),
             margin: Duration::from_secs(self.vm_margin_secs),
             console_log: self.console_log,
             run_as: self.qemu_users()?,
@@ -185,7 +186,7 @@ impl ExecutorArgs {
     /// Chooses the accelerator (cached per host boot) and returns the final VM configuration.
     pub async fn probe(&self, mut config: VmConfig) -> (VmConfig, AccelReport) {
         let cache = self.cache_dir().join("accel-probe.json");
-        let report = accel::probe(&config, self.accel, Some(&cache)).await;
+        let report = probe::probe(&config, self.accel, Some(&cache)).await;
         config.accel = report.accel;
         (config, report)
     }

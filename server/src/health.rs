@@ -37,7 +37,7 @@ impl HealthChecks {
     /// The problems now.
     pub fn run(
         &self,
-        images: &executor::image::ImageStore,
+        images: &images::ImageStore,
         built: usize,
         failed_templates: &[String],
     ) -> Vec<Problem> {

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use executor::build::{self, DebianSource};
 use executor::pool::Pool;
 use executor::{JobLimits, Outcome};
+use images::build::{self, DebianSource};
 use shared::cpio::EntryData;
+use shared::error::chain;
 use shared::meta::{ContainerMeta, OptionKind};
 
 use crate::catalog::{self, Catalog};
@@ -90,16 +91,6 @@ fn build_images(
     } else {
         bail!("{} image(s) failed to build: {}", failed.len(), failed.join(", "));
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    out
 }
 
 fn short(digest: &str) -> &str {
@@ -204,7 +195,7 @@ async fn test(exec: &ExecutorArgs, metas: &[&ContainerMeta]) -> anyhow::Result<E
         let image = match store.resolve(&meta.id) {
             Ok(image) => image,
             Err(err) => {
-                println!("FAIL {}: {err}", meta.id);
+                println!("FAIL {}: {}", meta.id, chain(&err));
                 failures += 1;
                 continue;
             }

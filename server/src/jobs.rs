@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use executor::image::ImageInfo;
 use executor::{Job, JobLimits};
+use images::ImageInfo;
 use serde_json::Value;
 use shared::cpio::Entry;
 use shared::limits::MAX_TIMEOUT_MS;

@@ -1,10 +1,19 @@
-//! The `pe` command and the HTTP server.
+//! The `pe` command: the HTTP server and the command-line tools around one run pipeline
+//! (validate -> render argv from metadata -> cache key -> run -> result).
 //!
-//! 1. `main.rs` parses the command line ([`cli`]) and dispatches.
-//! 2. [`archive`] packs, unpacks and lists cpio archives with the shared codec.
-//! 3. [`run_cmd`] runs one job in a microVM (`pe run`); [`doctor`] checks the host.
-//! 4. [`convert`] is the one place executor results become API types.
-//! 5. The HTTP server (issue 5) and the image builder (issue 4) follow.
+//! 1. `main.rs` parses the command line ([`cli`]) and dispatches; [`executor_config`] turns the
+//!    shared flags into an executor (accelerator, backend, QEMU's users, warm VMs).
+//! 2. `pe serve` ([`serve`]) loads the catalog ([`catalog`]) and the store ([`store`]: SQLite
+//!    for permalinks, the result cache and usage), then serves [`http::app`] through its own
+//!    accept loop ([`listener`]: header timeouts, connections per client, the client behind a
+//!    trusted proxy from [`client`]).
+//! 3. A run: [`http`] routes it, [`ratelimit`] admits the client, [`jobs`] turns the request
+//!    into an executor job (option values checked and rendered by `shared::meta`), the cache
+//!    answers or the executor's pool runs it, and [`convert`] is the one place executor
+//!    results become API types. [`metrics`] and [`health`] watch it all.
+//! 4. The other commands use the same pieces: [`run_cmd`] (`pe run`, one job), [`image_cmd`]
+//!    (`pe image`, with the `images` crate), [`archive`] (`pe archive`, the shared cpio codec),
+//!    [`doctor`] (what this host can run) and [`gc`] (old cache entries, leftover directories).
 #![forbid(unsafe_code)]
 
 pub mod archive;

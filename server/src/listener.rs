@@ -24,6 +24,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use shared::error::chain;
+
 use crate::client::TrustedProxies;
 use crate::ratelimit::ClientKey;
 
@@ -91,7 +93,7 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %err, "accept failed");
+                    tracing::warn!(error = %chain(&err), "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -122,7 +124,7 @@ pub async fn serve(
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                tracing::debug!(%peer, error = %chain(&*err), "connection ended with an error");
             }
             drop(slot);
         });

@@ -26,8 +26,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes.
-            let causes: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("pe: {}", causes.join(": "));
+            eprintln!("pe: {}", shared::error::chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use executor::JobLimits;
-use executor::image::{ImageInfo, ImageStore};
 use executor::pool::{self, Pool};
 use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
+use images::{ImageInfo, ImageStore};
+use shared::error::chain;
 
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
@@ -133,12 +134,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         // holding host memory on tmpfs.
         let swept = executor::workdir::sweep_stale(&vm.work_dir, executor::workdir::WORK_KINDS)
             + executor::workdir::sweep_stale(
-                &executor::snapshot::ram_dir_base(&vm.work_dir),
-                &[executor::snapshot::RAM_DIR_KIND],
+                &executor::warm::snapshot::ram_dir_base(&vm.work_dir),
+                &[executor::warm::snapshot::RAM_DIR_KIND],
             )
             + executor::workdir::sweep_stale(
                 &std::env::temp_dir(),
-                &[executor::snapshot::SAVE_DIR_KIND],
+                &[executor::warm::snapshot::SAVE_DIR_KIND],
             );
         let swept = swept + vm.cgroups.as_ref().map_or(0, |c| c.sweep_stale());
         if swept > 0 {
@@ -208,7 +209,9 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
                 tokio::time::sleep(every).await;
                 match choose_warm(&spec, &state.store, &state.catalog, &state.images).await {
                     Ok(images) => warm.retarget(images),
-                    Err(err) => tracing::warn!(error = %err, "cannot choose warm containers"),
+                    Err(err) => {
+                        tracing::warn!(error = %chain(err.as_ref()), "cannot choose warm containers")
+                    }
                 }
             }
         });
@@ -248,7 +251,7 @@ async fn choose_warm(
     let spec = match spec.trim() {
         "auto" => {
             let used = store.most_used(AUTO_WARM, 30 * 24 * 3600).await.unwrap_or_else(|err| {
-                tracing::warn!(error = %anyhow::Error::from(err), "cannot read usage");
+                tracing::warn!(error = %chain(&err), "cannot read usage");
                 Vec::new()
             });
             let spec = auto_warm_spec(&used, catalog, images);
@@ -304,7 +307,7 @@ fn warm_images(
         }
         match store.resolve(id.trim()) {
             Ok(image) => out.push((image, n)),
-            Err(err) => tracing::warn!(container = id, error = %err, "not kept warm"),
+            Err(err) => tracing::warn!(container = id, error = %chain(&err), "not kept warm"),
         }
     }
     Ok(out)
@@ -329,7 +332,7 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use executor::image::{ImageFormat, Ref};
+    use images::{ImageFormat, Ref};
 
     /// An image store where `built` have an image file.
     fn store_with(dir: &std::path::Path, built: &[&str]) -> ImageStore {

@@ -1,5 +1,6 @@
 //! The HTTP API through `app(state).oneshot(...)`, with a fake backend standing in for the VMs
 //! (fast; the real VM path is covered by tests/serve.rs and tests/vm.rs).
+//! (Over 600 lines: one test binary for the whole API, so its harness is compiled once.)
 
 mod common;
 
@@ -118,6 +119,58 @@ async fn the_archive_form_round_trips_and_a_hit_needs_only_the_header() {
         .unwrap();
     assert_error(send(&h, req).await, StatusCode::BAD_REQUEST, "bad_request", "inputs_digest")
         .await;
+}
+
+#[tokio::test]
+async fn a_request_argv_replaces_the_rendered_command_and_keys_the_cache() {
+    let h = harness(1, 4, 0, None);
+    let with_argv = |argv: Value| {
+        let mut body = hello();
+        body["argv"] = argv;
+        body
+    };
+    let plain = body_json(send(&h, json_run(hello())).await).await;
+    assert_eq!(plain["argv"], json!(["sh", "main.sh"]));
+
+    let echo = body_json(send(&h, json_run(with_argv(json!(["echo", "hi there"])))).await).await;
+    assert_eq!(echo["status"], "exited");
+    assert_eq!(echo["argv"], json!(["echo", "hi there"]));
+    assert_eq!(echo["stdout"], "argv=[\"echo\", \"hi there\"]\nmain.sh=echo hi\n");
+    assert_eq!(echo["cached"], false, "another command line is another cache entry");
+    let again = body_json(send(&h, json_run(with_argv(json!(["echo", "hi there"])))).await).await;
+    assert_eq!(again["cached"], true);
+    let other = body_json(send(&h, json_run(with_argv(json!(["echo", "hi"])))).await).await;
+    assert_eq!(other["cached"], false);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 3);
+
+    // The archive form carries it in the header.
+    let request = RunRequest {
+        container: "busybox".into(),
+        argv: Some(vec!["cat".into(), "main.sh".into()]),
+        ..RunRequest::default()
+    };
+    let req = Request::post("/api/v1/run")
+        .header(header::CONTENT_TYPE, "application/x-pe-archive")
+        .body(Body::from(archive_request(&request, &[Entry::file("main.sh", "x")])))
+        .unwrap();
+    let bytes = send(&h, req).await.into_body().collect().await.unwrap().to_bytes();
+    let (result, _): (RunResult, _) = framing::decode(&bytes, 1 << 20).unwrap();
+    assert_eq!(result.argv, ["cat", "main.sh"]);
+
+    for (argv, needle) in [
+        (json!([]), "empty"),
+        (json!([""]), "argv[0]"),
+        (json!(["sh", "-c", "a\0b"]), "NUL"),
+        (json!("echo hi"), "invalid JSON request"),
+    ] {
+        let response = send(&h, json_run(with_argv(argv))).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "bad_request", needle).await;
+    }
+    let mut both = with_argv(json!(["echo"]));
+    both["args"] = json!(["-n"]);
+    let response = send(&h, json_run(both)).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "bad_request", "args cannot go with").await;
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 4, "bad argv never reaches the backend");
 }
 
 #[tokio::test]

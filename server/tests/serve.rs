@@ -1,5 +1,6 @@
 //! `pe serve` end to end with real microVMs: a JSON run, the cache, a burst of 50 concurrent
 //! runs against one slot, and a clean shutdown. Needs scripts/setup.sh (the busybox image).
+//! (Over 600 lines: the end-to-end scenarios share one harness and one test binary.)
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

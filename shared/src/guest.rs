@@ -236,8 +236,24 @@ pub fn encode_response(
     Ok(out)
 }
 
-/// Parses an answer read back from the I/O file.
-pub fn decode_response(bytes: &[u8]) -> Result<(GuestResponse, &[u8]), ProtocolError> {
+/// The lengths an answer's prefix announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePrefix {
+    pub header_len: usize,
+    pub archive_len: usize,
+}
+
+impl ResponsePrefix {
+    /// Bytes of the whole answer, the prefix included.
+    pub fn total_len(&self) -> u64 {
+        (RESPONSE_PREFIX_LEN + self.header_len) as u64 + self.archive_len as u64
+    }
+}
+
+/// Reads and checks the prefix at the start of `bytes` (magic, version, header size): the one
+/// parser of it, for [`decode_response`] and for a host that reads the answer off a disk and
+/// must know how many bytes to read.
+pub fn decode_response_prefix(bytes: &[u8]) -> Result<ResponsePrefix, ProtocolError> {
     if bytes.get(..4) != Some(&RESPONSE_MAGIC[..]) {
         return Err(ProtocolError::NoAnswer);
     }
@@ -253,6 +269,12 @@ pub fn decode_response(bytes: &[u8]) -> Result<(GuestResponse, &[u8]), ProtocolE
     if header_len > MAX_HEADER_BYTES {
         return Err(ProtocolError::HeaderTooLarge { len: header_len, max: MAX_HEADER_BYTES });
     }
+    Ok(ResponsePrefix { header_len, archive_len })
+}
+
+/// Parses an answer read back from the I/O file.
+pub fn decode_response(bytes: &[u8]) -> Result<(GuestResponse, &[u8]), ProtocolError> {
+    let ResponsePrefix { header_len, archive_len } = decode_response_prefix(bytes)?;
     let body = &bytes[RESPONSE_PREFIX_LEN..];
     let json = body.get(..header_len).ok_or(ProtocolError::Truncated("response header"))?;
     let archive = body
@@ -300,6 +322,12 @@ mod tests {
         let resp = GuestResponse::Panic { message: "boom".into(), location: Some("x.rs:1".into()) };
         let mut bytes = encode_response(&resp, b"CPIO").unwrap();
         bytes.resize(4096, 0);
+        // The prefix alone says how much to read.
+        let answer_len = encode_response(&resp, b"CPIO").unwrap().len() as u64;
+        assert_eq!(
+            decode_response_prefix(&bytes[..RESPONSE_PREFIX_LEN]).unwrap().total_len(),
+            answer_len
+        );
         let (back, archive) = decode_response(&bytes).unwrap();
         assert_eq!((back, archive), (resp, &b"CPIO"[..]));
 

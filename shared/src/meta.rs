@@ -1,6 +1,7 @@
 //! Container metadata: what a maintainer writes in `container-meta/<id>.toml` (see
 //! `container-meta/README.md`), what the server serves at `/api/v1/containers`, and what the
 //! browser renders as the options form.
+//! (Over 600 lines with its tests: the schema and its one renderer belong together.)
 //!
 //! [`ContainerMeta::render`] turns option values into the command line. It is the one function
 //! that does so: the browser calls it (as wasm) to preview the exact command, the server calls

@@ -17,6 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::api::v1::{ErrorBody, ErrorCode, ErrorDetail};
+use shared::error::chain;
 use shared::meta::OptionError;
 use tower_http::request_id::RequestId;
 
@@ -76,11 +77,11 @@ impl IntoResponse for AppError {
         let (status, code) = self.parts();
         let message = match &self {
             AppError::Internal(err) => {
-                tracing::error!(error = %format!("{err:#}"), "internal error");
+                tracing::error!(error = %chain(err.as_ref()), "internal error");
                 "internal error; it has been logged under the request id".to_owned()
             }
             AppError::CannotRun(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "a job could not be started");
+                tracing::warn!(error = %chain(err.as_ref()), "a job could not be started");
                 format!("{self}; the cause has been logged under the request id")
             }
             other => other.to_string(),

@@ -31,8 +31,8 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::any;
 use executor::JobLimits;
-use executor::image::ImageStore;
 use executor::pool::Pool;
+use images::ImageStore;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };

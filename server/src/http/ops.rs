@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::SharedState;
+use crate::metrics::Gauges;
 
 /// The OpenAPI document of API v1 (kept beside docs/API.md).
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -59,31 +60,20 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    let cache_bytes = state.store.cache_size().await.unwrap_or(0) as f64;
+    let cache_bytes = state.store.cache_size().await.unwrap_or(0);
     let warm = state.warm.as_ref().map(|w| w.stats()).unwrap_or_default();
-    let text = state.metrics.render(&[
-        ("pe_queue_depth", "Jobs waiting for a slot.", state.pool.queued() as f64),
-        ("pe_running_jobs", "Jobs holding a slot.", state.pool.running() as f64),
-        ("pe_slots", "Job slots.", state.pool.slots() as f64),
-        ("pe_cache_bytes", "Bytes held by the result cache.", cache_bytes),
-        (
-            "pe_warm_vms_ready",
-            "Warm VMs (booted or restored) waiting for a job.",
-            warm.ready as f64,
-        ),
-        ("pe_warm_vms_booting", "Warm VMs still booting or restoring.", warm.booting as f64),
-        (
-            "pe_snapshot_templates",
-            "Saved snapshot templates VMs are restored from.",
-            warm.templates as f64,
-        ),
-        (
-            "pe_snapshot_template_bytes",
-            "Host memory held by the templates' RAM files.",
-            warm.template_bytes as f64,
-        ),
-    ]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let text = state.metrics.render(Gauges {
+        queue_depth: gauge(state.pool.queued()),
+        running_jobs: gauge(state.pool.running()),
+        slots: gauge(state.pool.slots()),
+        cache_bytes: i64::try_from(cache_bytes).unwrap_or(i64::MAX),
+        warm_vms_ready: gauge(warm.ready),
+        warm_vms_booting: gauge(warm.booting),
+        snapshot_templates: gauge(warm.templates),
+        snapshot_template_bytes: i64::try_from(warm.template_bytes).unwrap_or(i64::MAX),
+    });
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -40,11 +40,7 @@ pub struct Site {
 impl Site {
     /// Renders every page. `public_url` is where the server is reached from outside (for the
     /// copy-paste `<iframe>` snippets).
-    pub fn generate(
-        catalog: &Catalog,
-        images: &executor::image::ImageStore,
-        public_url: &str,
-    ) -> Site {
+    pub fn generate(catalog: &Catalog, images: &images::ImageStore, public_url: &str) -> Site {
         let mut pages = BTreeMap::new();
         pages.insert("/tools".to_owned(), tools_index(catalog));
         for entry in catalog.iter() {
@@ -248,7 +244,7 @@ fn title_case(s: &str) -> String {
 fn tool_page(
     meta: &ContainerMeta,
     long_description: Option<&str>,
-    image: Option<&executor::image::ImageInfo>,
+    image: Option<&images::ImageInfo>,
     public_url: &str,
 ) -> String {
     let playground = format!("/?container={}", encode(&meta.id));

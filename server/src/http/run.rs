@@ -5,7 +5,8 @@
 //!    bytes in the server-wide budget of bytes in flight (503 `busy` beyond it).
 //! 3. [`read_request`]: for the archive form only the frame's header; for JSON the whole body.
 //! 4. [`Plan::new`]: checks the strings, finds the container and its image, renders the options
-//!    once (404, 422, 503) into the job-to-be, before any input is read.
+//!    once (404, 422, 503) into the job-to-be, before any input is read; a request's own `argv`
+//!    replaces the rendered command line.
 //! 5. With the header's inputs digest, a cache hit is answered before the archive is read.
 //! 6. A full pool answers 503 before the archive (JSON form: before the body) is read.
 //! 7. [`read_inputs`]: the input archive (400, 413), checked against the claimed digest.
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::api::v1::{self, RunJsonRequest, RunRequest};
 use shared::cpio::{self, Entry, Limits};
+use shared::error::chain;
 use shared::framing::{HeaderReader, Progress};
 use shared::limits::{MAX_HEADER_BYTES, MAX_STDIN_BYTES};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -173,7 +175,7 @@ async fn run(
         && !(t.stdout || t.stderr || t.files)
         && let Err(err) = state.store.cache_put(&key, frame.clone()).await
     {
-        tracing::warn!(error = %format!("{err:#}"), "cannot store a result in the cache");
+        tracing::warn!(error = %chain(&err), "cannot store a result in the cache");
     }
     form.respond(&answer, Some(frame))
 }
@@ -232,19 +234,24 @@ impl Plan {
     /// Step 4: strings, container, options (rendered once), image, executor.
     fn new(state: &SharedState, request: &RunRequest) -> Result<Plan, AppError> {
         check_strings(&request.env, &request.args)?;
+        check_argv(request.argv.as_deref(), &request.args)?;
         let entry = state
             .catalog
             .get(&request.container)
             .ok_or_else(|| AppError::NotFound(format!("no container {:?}", request.container)))?;
         let meta = &entry.meta;
-        let rendered = meta.render(&request.options, &request.args)?;
+        let mut rendered = meta.render(&request.options, &request.args)?;
+        if let Some(argv) = &request.argv {
+            // The cache key hashes the job's argv, so it covers this command line.
+            rendered.argv = argv.clone();
+        }
         let image = state.images.resolve(&meta.id).map_err(|err| match err {
-            executor::image::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
+            images::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
                 "the image of {:?} is not built on this server yet",
                 meta.id
             )),
-            executor::image::ImageError::MissingFile { .. } => {
-                tracing::warn!(error = %err, "an image file is missing");
+            images::ImageError::MissingFile { .. } => {
+                tracing::warn!(error = %chain(&err), "an image file is missing");
                 AppError::Unavailable(format!(
                     "the image of {:?} is missing on this server; the operator must rebuild it",
                     meta.id
@@ -342,7 +349,7 @@ async fn execute(
     let store = state.store.clone();
     tokio::spawn(async move {
         if let Err(err) = store.record_run(container).await {
-            tracing::warn!(error = %anyhow::Error::from(err), "cannot count the run");
+            tracing::warn!(error = %chain(&err), "cannot count the run");
         }
     });
     Ok(answer)
@@ -374,7 +381,7 @@ async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunA
     let bytes = match state.store.cache_get(key).await {
         Ok(bytes) => bytes?,
         Err(err) => {
-            tracing::warn!(error = %format!("{err:#}"), "cache read failed");
+            tracing::warn!(error = %chain(&err), "cache read failed");
             return None;
         }
     };
@@ -410,6 +417,25 @@ pub fn check_strings(env: &BTreeMap<String, String>, args: &[String]) -> Result<
     }
     if let Some(arg) = args.iter().find(|a| a.contains('\0')) {
         return Err(AppError::BadRequest(format!("argument {arg:?} holds a NUL byte")));
+    }
+    Ok(())
+}
+
+/// A command line given in place of the rendered one: a program, no NUL bytes, and no `args`
+/// (they extend the rendered command line, which `argv` replaces).
+fn check_argv(argv: Option<&[String]>, args: &[String]) -> Result<(), AppError> {
+    let Some(argv) = argv else { return Ok(()) };
+    let bad = |why: &str| Err(AppError::BadRequest(format!("argv: {why}")));
+    match argv.first() {
+        None => return bad("the list is empty; give the program to run and its arguments"),
+        Some(program) if program.is_empty() => return bad("the program (argv[0]) is empty"),
+        Some(_) => {}
+    }
+    if let Some(arg) = argv.iter().find(|a| a.contains('\0')) {
+        return bad(&format!("{arg:?} holds a NUL byte"));
+    }
+    if !args.is_empty() {
+        return bad("args cannot go with it (args extend the rendered command line)");
     }
     Ok(())
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
-use executor::image::{ImageFormat, ImageStore, Ref};
 use executor::job::{JobTimings, RanOn, Truncated, Usage};
 use executor::pool::{Backend, BoxFuture, Pool};
 use executor::{ExecError, Job, JobLimits, JobOutput, Outcome};
 use http_body_util::BodyExt;
+use images::{ImageFormat, ImageStore, Ref};
 use serde_json::{Value, json};
 use server::catalog::Catalog;
 use server::http::{AppState, app};

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A run: which container, its option values, extra arguments and environment, and stdin.
-/// The input files travel beside it (the archive, or `files` in the JSON form).
+/// A run: which container, its option values, extra arguments (or a command line of its own)
+/// and environment, and stdin. The input files travel beside it (the archive, or `files` in the
+/// JSON form).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
@@ -23,6 +24,12 @@ pub struct RunRequest {
     /// Extra arguments appended to the rendered command line.
     #[serde(default)]
     pub args: Vec<String>,
+    /// A command line that replaces the one rendered from the container's metadata, as
+    /// `pe run CONTAINER -- ARGV` does: the program and its arguments, run in the container's
+    /// image and working directory with its environment. Option values are still checked; `args`
+    /// cannot go with it. Not empty, no NUL bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -78,6 +85,8 @@ pub struct RunJsonRequest {
     pub options: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +104,7 @@ impl RunJsonRequest {
             container: self.container,
             options: self.options,
             args: self.args,
+            argv: self.argv,
             env: self.env,
             stdin: self.stdin,
             inputs_digest: self.inputs_digest,
@@ -194,7 +204,7 @@ pub struct RunResult {
     /// A sentence for people: why the run ended the way it did, when it is not obvious.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The command line as rendered from the options and args.
+    /// The command line that ran: rendered from the options and args, or the request's `argv`.
     pub argv: Vec<String>,
     pub image: ImageRef,
     pub backend: BackendInfo,

@@ -1,91 +1,15 @@
-//! Which accelerator QEMU uses: hardware KVM where a guest actually runs on it, TCG (software
-//! emulation) elsewhere. Having `/dev/kvm` is not enough: a nested hypervisor such as PVM opens
+//! The accelerator probe. Having `/dev/kvm` is not enough: a nested hypervisor such as PVM opens
 //! it but cannot run an unmodified Linux guest. So [`probe`] boots the real kernel and init on
 //! KVM with a short deadline and falls back to TCG if the guest does not reach init in time.
 
-use std::fmt;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use shared::error::chain;
 
-use crate::vm::VmConfig;
-
-/// The accelerator a VM runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Accel {
-    Kvm,
-    /// Software emulation. The guest needs the host's TSC frequency on its command line.
-    Tcg {
-        tsc_khz: u64,
-    },
-}
-
-impl Accel {
-    /// TCG with the host's TSC frequency.
-    pub fn tcg() -> Accel {
-        Accel::Tcg { tsc_khz: host_tsc_khz() }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg { .. } => "tcg",
-        }
-    }
-
-    pub fn qemu_args(&self) -> &'static [&'static str] {
-        match self {
-            Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
-            Accel::Tcg { .. } => &["-accel", "tcg"],
-        }
-    }
-
-    /// `tsc_early_khz` for the guest command line, under TCG.
-    pub fn tsc_khz(&self) -> Option<u64> {
-        match self {
-            Accel::Kvm => None,
-            Accel::Tcg { tsc_khz } => Some(*tsc_khz),
-        }
-    }
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// What the configuration asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AccelChoice {
-    /// Probe KVM, fall back to TCG.
-    #[default]
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-impl std::str::FromStr for AccelChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(AccelChoice::Auto),
-            "kvm" => Ok(AccelChoice::Kvm),
-            "tcg" => Ok(AccelChoice::Tcg),
-            other => Err(format!("unknown accelerator {other:?}: use auto, kvm or tcg")),
-        }
-    }
-}
-
-/// The accelerator chosen and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccelReport {
-    pub accel: Accel,
-    pub reason: String,
-}
+use super::VmConfig;
+use super::accel::{Accel, AccelChoice, AccelReport};
 
 /// QEMU's exit status when the probe guest reached init (see the guest's `sys::PROBE_EXIT`).
 const PROBE_EXIT_STATUS: i32 = (0x2a << 1) | 1;
@@ -123,7 +47,7 @@ pub async fn probe(config: &VmConfig, choice: AccelChoice, cache: Option<&Path>)
             accel: Accel::Kvm,
             reason: format!("a probe guest reached init on KVM in {} ms", took.as_millis()),
         },
-        Err(why) => tcg(format!("KVM probe failed ({why}): using TCG")),
+        Err(why) => tcg(format!("KVM probe failed ({}): using TCG", chain(&why))),
     };
     if let Some(path) = cache {
         let entry = serde_json::json!({"key": key, "report": report});
@@ -150,38 +74,44 @@ fn read_cached(path: &Path, key: &str) -> Option<AccelReport> {
     Some(report)
 }
 
+/// Why the KVM probe guest did not reach init.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot prepare the probe's disk")]
+    Disk(#[source] std::io::Error),
+    #[error("cannot prepare QEMU")]
+    Prepare(#[source] std::io::Error),
+    #[error("cannot start QEMU")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot confine QEMU")]
+    Confine(#[source] std::io::Error),
+    #[error("cannot wait for QEMU")]
+    Wait(#[source] std::io::Error),
+    #[error("QEMU exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("the guest did not reach init within {} s", PROBE_DEADLINE.as_secs())]
+    Deadline,
+}
+
 /// Boots the init in probe mode (it powers off as soon as it runs) on KVM.
-async fn boot_probe(config: &VmConfig) -> Result<Duration, String> {
-    let dir = crate::workdir::create(&config.work_dir, "probe").map_err(|e| e.to_string())?;
+async fn boot_probe(config: &VmConfig) -> Result<Duration, ProbeError> {
+    let dir = crate::workdir::create(&config.work_dir, "probe").map_err(ProbeError::Disk)?;
     let disk = dir.path().join("empty");
-    fs::write(&disk, vec![0u8; 4096]).map_err(|e| e.to_string())?;
+    fs::write(&disk, vec![0u8; 4096]).map_err(ProbeError::Disk)?;
     let kvm = VmConfig { accel: Accel::Kvm, ..config.clone() };
     let (mut cmd, confinement) =
-        kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(|e| e.to_string())?;
+        kvm.command(256, &disk, true, &disk, "pe.probe", None).map_err(ProbeError::Prepare)?;
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
+    let mut child = cmd.spawn().map_err(ProbeError::Spawn)?;
+    confinement.attach(child.id()).map_err(ProbeError::Confine)?;
     match tokio::time::timeout(PROBE_DEADLINE, child.wait()).await {
         // The probe init writes 0x2a to the debug-exit port: QEMU exits with (0x2a << 1) | 1.
         Ok(Ok(status)) if status.code() == Some(PROBE_EXIT_STATUS) => Ok(started.elapsed()),
-        Ok(Ok(status)) => Err(format!("QEMU exited with {status}")),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(status)) => Err(ProbeError::Exited(status)),
+        Ok(Err(e)) => Err(ProbeError::Wait(e)),
         Err(_) => {
             let _ = child.kill().await;
-            Err(format!("the guest did not reach init within {} s", PROBE_DEADLINE.as_secs()))
+            Err(ProbeError::Deadline)
         }
     }
-}
-
-/// The host's TSC frequency in kHz, from /proc/cpuinfo.
-pub fn host_tsc_khz() -> u64 {
-    fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("cpu MHz"))
-                .and_then(|l| l.split(':').nth(1))
-                .and_then(|mhz| mhz.trim().parse::<f64>().ok())
-        })
-        .map_or(2_000_000, |mhz| (mhz * 1000.0) as u64)
 }

@@ -4,7 +4,7 @@
 //! 1. Make the root filesystem in a temporary directory inside the store: Debian packages with
 //!    `mmdebstrap` (downloaded `.deb` files are kept in `<store>/apt-cache`, so an interrupted
 //!    build resumes without downloading again), an OCI image archive flattened by
-//!    [`crate::oci_import`], or the built-in busybox recipe.
+//!    [`crate::oci`], or the built-in busybox recipe.
 //! 2. Add what every job needs: the job user (uid 1000) in /etc/passwd, /input, /output, /tmp.
 //! 3. `mksquashfs -comp lz4` into a temporary file (lz4 boots fastest from a cold page cache:
 //!    see docs/PERFORMANCE.md), hash it, rename it to `sha256/<hex>`, then write the ref.
@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::image::{ImageFormat, ImageInfo, ImageStore, Ref};
+use crate::store::{ImageFormat, ImageInfo, ImageStore, Ref};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum BuildError {
     #[error("unknown built-in recipe {0:?}")]
     UnknownBuiltin(String),
     #[error("cannot import the image archive")]
-    Oci(#[from] crate::oci_import::OciError),
+    Oci(#[from] crate::oci::OciError),
 }
 
 /// What to build.
@@ -130,8 +130,8 @@ pub fn build(
         Recipe::Builtin { name } => return Err(BuildError::UnknownBuiltin(name.clone())),
         Recipe::OciArchive { path } => {
             progress(&format!("importing the image archive {}", path.display()));
-            let options = crate::oci_import::ImportOptions::default();
-            let config = crate::oci_import::import(path, &rootfs, &options, progress)?;
+            let options = crate::oci::ImportOptions::default();
+            let config = crate::oci::import(path, &rootfs, &options, progress)?;
             progress(&format!("  image config: {config}"));
             // The environment is what jobs need from it (a PATH to the tool, often); the
             // command line comes from the container's metadata.

@@ -1,25 +1,28 @@
-//! One job in one fresh microVM: write the I/O disk, start QEMU, wait (with a host-side
-//! deadline), read the answer. The job's directory is a temporary directory and QEMU is killed
-//! when its handle drops, so every path (success, error, timeout, cancellation) cleans up.
+//! The microVM: where its parts are ([`VmConfig`]) and the QEMU command line that starts one.
+//!
+//! 1. [`accel`]: KVM or TCG; [`probe`] chooses once at start-up by booting a probe guest.
+//! 2. [`VmConfig::command`]: QEMU's microvm machine with no network device, the image and the
+//!    I/O disk as virtio-blk devices, QEMU's own seccomp filter, its uid and cgroup.
+//! 3. [`cold`]: one job in a VM booted for it, and reading the guest's answer off the I/O disk
+//!    (the warm paths in [`crate::warm`] reuse that reader).
+
+pub mod accel;
+pub mod cold;
+pub mod probe;
 
 use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use command_fds::{CommandFdExt, FdMapping};
-use shared::guest::{self, IMAGE_DISK_SERIAL, IO_DISK_SERIAL, ProtocolError};
-use tokio::io::AsyncReadExt;
+use shared::guest::{IMAGE_DISK_SERIAL, IO_DISK_SERIAL};
 use tokio::process::Command;
 
-use std::sync::Arc;
-
-use crate::ExecError;
-use crate::accel::Accel;
 use crate::confine::{Cgroups, Confinement, QemuUsers};
-use crate::convert;
-use crate::job::{Job, JobOutput, Outcome, RanOn};
+
+use accel::Accel;
 
 /// Where the VM's parts are and how to start it.
 #[derive(Debug, Clone)]
@@ -170,119 +173,4 @@ fn drive_arg(id: &str, path: &Path, extra: &str) -> std::ffi::OsString {
         "id={id},file={path},format=raw,if=none,cache=unsafe,werror=report,rerror=report{extra}"
     )
     .into()
-}
-
-/// Runs `job` in a VM booted for it.
-pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecError> {
-    let dir = crate::workdir::create(&config.work_dir, "job")
-        .map_err(|source| ExecError::WorkDir { path: config.work_dir.clone(), source })?;
-    let io_path = dir.path().join("io");
-    let request = convert::request_bytes(job)?;
-    write_io_disk(&io_path, &request, convert::io_disk_size(&job.limits, request.len()))?;
-    let console = config.console_log.then(|| {
-        let name = dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
-        config.work_dir.join(format!("console-{name}.log"))
-    });
-
-    let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
-    let (mut cmd, confinement) = config
-        .command(job.limits.memory_mib, &job.image.path, true, &io_path, "", console.as_deref())
-        .map_err(|source| ExecError::WorkDir { path: io_path.clone(), source })?;
-    let started = Instant::now();
-    let mut child =
-        cmd.spawn().map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
-    confinement
-        .attach(child.id())
-        .map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
-    let mut stderr = child.stderr.take();
-    let stderr_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(64 * 1024).read_to_end(&mut buf).await;
-        }
-        buf
-    });
-    let deadline = job.limits.timeout + config.margin;
-    let status = match tokio::time::timeout(deadline, child.wait()).await {
-        Ok(status) => Some(
-            status.map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?,
-        ),
-        Err(_) => {
-            let _ = child.kill().await;
-            None
-        }
-    };
-    let vm_ms = started.elapsed().as_millis() as u64;
-    let qemu_stderr =
-        String::from_utf8_lossy(&stderr_task.await.unwrap_or_default()).trim().to_owned();
-
-    output_from_io_file(&io_path, status, &qemu_stderr, vm_ms, job, config, ran_on)
-}
-
-/// Reads the guest's answer from a finished VM's I/O disk; a VM that stopped without a valid
-/// answer is a `FailedToStart` (or a `Timeout` when the host had to kill it).
-pub fn output_from_io_file(
-    io_path: &Path,
-    status: Option<std::process::ExitStatus>,
-    qemu_stderr: &str,
-    vm_ms: u64,
-    job: &Job,
-    config: &VmConfig,
-    ran_on: RanOn,
-) -> Result<JobOutput, ExecError> {
-    match read_answer(io_path) {
-        Ok((response, archive)) => convert::output_from_guest(response, &archive, vm_ms, ran_on),
-        Err(err) => {
-            let (outcome, notes) = match status {
-                None => (
-                    Outcome::Timeout,
-                    vec![format!(
-                        "the VM did not finish within the limit of {} ms plus {} ms for boot; it was killed",
-                        job.limits.timeout.as_millis(),
-                        config.margin.as_millis()
-                    )],
-                ),
-                Some(status) => {
-                    let mut why =
-                        format!("the VM stopped without a valid answer ({err}; QEMU {status})");
-                    if !qemu_stderr.is_empty() {
-                        why.push_str(&format!(": {qemu_stderr}"));
-                    }
-                    (Outcome::FailedToStart(why), Vec::new())
-                }
-            };
-            Ok(JobOutput { notes, ..JobOutput::empty(outcome, ran_on, vm_ms) })
-        }
-    }
-}
-
-fn write_io_disk(path: &Path, request: &[u8], size: u64) -> Result<(), ExecError> {
-    let io_err = |source| ExecError::WorkDir { path: path.to_owned(), source };
-    let file = File::create(path).map_err(io_err)?;
-    file.write_all_at(request, 0).map_err(io_err)?;
-    // Sparse: the answer's room costs no disk until the guest writes it.
-    file.set_len(size).map_err(io_err)?;
-    Ok(())
-}
-
-/// Reads and parses the guest's answer from the I/O disk file.
-pub fn read_answer(path: &Path) -> Result<(guest::GuestResponse, Vec<u8>), ExecError> {
-    let io_err = |source| ExecError::WorkDir { path: path.to_owned(), source };
-    let file = File::open(path).map_err(io_err)?;
-    let mut prefix = [0u8; guest::RESPONSE_PREFIX_LEN];
-    file.read_exact_at(&mut prefix, 0).map_err(io_err)?;
-    if prefix[..4] != guest::RESPONSE_MAGIC {
-        return Err(ProtocolError::NoAnswer.into());
-    }
-    let archive_len = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as u64;
-    let header_len = u32::from_le_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]) as u64;
-    let file_len = fs::metadata(path).map_err(io_err)?.len();
-    let total = guest::RESPONSE_PREFIX_LEN as u64 + header_len + archive_len;
-    if total > file_len {
-        return Err(ProtocolError::Truncated("the answer is longer than the I/O disk").into());
-    }
-    let mut bytes = vec![0u8; total as usize];
-    file.read_exact_at(&mut bytes, 0).map_err(io_err)?;
-    let (response, archive) = guest::decode_response(&bytes)?;
-    Ok((response, archive.to_vec()))
 }

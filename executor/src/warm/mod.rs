@@ -11,211 +11,29 @@
 //!
 //! Warm VMs hold no job slot while they wait, and their number is bounded by the configuration,
 //! so they never starve cold jobs of slots; each idle VM holds its guest memory on the host.
+//!
+//! Dependencies point one way: this pool uses [`snapshot`] (templates and their clones), which
+//! uses [`waiting`] (a VM waiting for `go`, its control port) and [`qmp`] (saving and loading).
+
+pub mod qmp;
+pub mod snapshot;
+pub mod waiting;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rand::RngCore;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::process::Child;
+use images::ImageInfo;
+use shared::error::chain;
 
-use crate::image::{ImageFormat, ImageInfo};
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
 use crate::pool::{Backend, BoxFuture};
-use crate::snapshot::Template;
-use crate::vm::{self, VmConfig};
+use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
 
-/// How long a warm VM may take to boot and say `ready` before it is given up.
-const BOOT_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A VM waiting for its job: booted to the waiting point, or restored from a snapshot.
-pub struct WaitingVm {
-    pub child: Child,
-    pub dir: tempfile::TempDir,
-    pub io_path: PathBuf,
-    control: Option<BufReader<UnixStream>>,
-    /// How long it took to boot or restore.
-    pub started_in: Duration,
-    /// `warm` (booted ahead) or `snapshot` (restored from a template).
-    start: &'static str,
-    /// QEMU's stderr, drained while the VM waits.
-    stderr: StderrTail,
-    /// Its uid and cgroup (released when the VM is dropped, after QEMU).
-    pub confinement: crate::confine::Confinement,
-}
-
-/// QEMU's stderr, read as it is written: a VM may wait long for its job, and a pipe nobody
-/// reads would fill and block QEMU. The last [`TAIL_BYTES`] are kept for error messages, and the
-/// first [`LOG_LINES`] lines go to the log.
-#[derive(Debug)]
-struct StderrTail(Option<tokio::task::JoinHandle<Vec<u8>>>);
-
-/// Bytes of QEMU's stderr kept for an error message.
-const TAIL_BYTES: usize = 16 * 1024;
-/// Lines of QEMU's stderr logged per VM.
-const LOG_LINES: usize = 20;
-
-impl StderrTail {
-    fn spawn(pipe: Option<tokio::process::ChildStderr>, kind: &str) -> StderrTail {
-        let Some(mut pipe) = pipe else { return StderrTail(None) };
-        let kind = kind.to_owned();
-        StderrTail(Some(tokio::spawn(async move {
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 4096];
-            let mut logged = 0;
-            while let Ok(n) = pipe.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                for line in String::from_utf8_lossy(&buf[..n]).lines().filter(|l| !l.is_empty()) {
-                    if logged < LOG_LINES {
-                        tracing::warn!(vm = %kind, line, "QEMU said");
-                        logged += 1;
-                    }
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > TAIL_BYTES {
-                    tail.drain(..tail.len() - TAIL_BYTES);
-                }
-            }
-            tail
-        })))
-    }
-
-    /// What QEMU wrote, once it has exited (the pipe is closed, so the drain ends).
-    async fn collect(&mut self) -> String {
-        let Some(task) = self.0.take() else { return String::new() };
-        match tokio::time::timeout(Duration::from_secs(2), task).await {
-            Ok(Ok(tail)) => String::from_utf8_lossy(&tail).trim().to_owned(),
-            _ => String::new(),
-        }
-    }
-}
-
-impl std::fmt::Debug for WaitingVm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaitingVm")
-            .field("dir", &self.dir.path())
-            .field("start", &self.start)
-            .finish()
-    }
-}
-
-/// Starts QEMU for a VM that will wait for `go`: its own directory with an empty I/O disk of
-/// `io_size` bytes and a control port, in a work directory of `kind` (see [`crate::workdir`]). `extra` adds arguments (memory backend, QMP, incoming).
-pub async fn launch(
-    config: &VmConfig,
-    image: &ImageInfo,
-    memory_mib: u32,
-    io_size: u64,
-    kind: &str,
-    extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
-) -> Result<WaitingVm, String> {
-    let started = Instant::now();
-    let dir = crate::workdir::create(&config.work_dir, kind)
-        .map_err(|e| format!("cannot create a work directory: {e}"))?;
-    let io_path = dir.path().join("io");
-    let file =
-        std::fs::File::create(&io_path).map_err(|e| format!("cannot create the I/O disk: {e}"))?;
-    file.set_len(io_size).map_err(|e| format!("cannot size the I/O disk: {e}"))?;
-    let format = match image.format {
-        ImageFormat::Squashfs => "squashfs",
-        ImageFormat::Erofs => "erofs",
-    };
-    let (mut cmd, confinement) = config
-        .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
-        .map_err(|e| format!("cannot prepare QEMU: {e}"))?;
-    cmd.args(["-device", "virtio-serial-device"]);
-    cmd.arg("-chardev").arg(format!(
-        "socket,id=ctl,path={},server=on,wait=off",
-        dir.path().join("ctl.sock").display()
-    ));
-    cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
-    extra(&mut cmd, dir.path());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    confinement.attach(child.id()).map_err(|e| format!("cannot confine QEMU: {e}"))?;
-    let stderr = StderrTail::spawn(child.stderr.take(), kind);
-    Ok(WaitingVm {
-        confinement,
-        child,
-        dir,
-        io_path,
-        control: None,
-        started_in: started.elapsed(),
-        start: "warm",
-        stderr,
-    })
-}
-
-/// Connects to the VM's control port (QEMU creates the socket as it starts).
-pub async fn connect_control(vm: &mut WaitingVm) -> Result<(), String> {
-    let socket = vm.dir.path().join("ctl.sock");
-    let stream = loop {
-        match UnixStream::connect(&socket).await {
-            Ok(stream) => break stream,
-            Err(_) => {
-                if let Ok(Some(status)) = vm.child.try_wait() {
-                    return Err(format!("QEMU exited as it started ({status})"));
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }
-    };
-    vm.control = Some(BufReader::new(stream));
-    Ok(())
-}
-
-/// Waits for a booting VM's `ready`.
-pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), String> {
-    let started = Instant::now();
-    let ready = async {
-        connect_control(vm).await?;
-        let control = vm.control.as_mut().ok_or("no control port")?;
-        let mut line = String::new();
-        control.read_line(&mut line).await.map_err(|e| e.to_string())?;
-        if line.trim() != "ready" {
-            return Err(format!("the guest said {:?} instead of ready", line.trim()));
-        }
-        Ok(())
-    };
-    let result = match tokio::time::timeout(BOOT_DEADLINE, ready).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("not ready within {} s", BOOT_DEADLINE.as_secs())),
-    };
-    match result {
-        Ok(()) => {
-            vm.started_in += started.elapsed();
-            Ok(())
-        }
-        Err(err) => Err(with_qemu_stderr(vm, err).await),
-    }
-}
-
-/// Asks a waiting guest to warm up and waits for its `ready`.
-pub async fn warm_up(vm: &mut WaitingVm) -> Result<(), String> {
-    let control = vm.control.as_mut().ok_or("no control port")?;
-    control.get_mut().write_all(b"warm\n").await.map_err(|e| format!("warm-up: {e}"))?;
-    let mut line = String::new();
-    control.read_line(&mut line).await.map_err(|e| format!("warm-up: {e}"))?;
-    if line.trim() != "ready" {
-        return Err(format!("the guest said {:?} after warming up", line.trim()));
-    }
-    Ok(())
-}
-
-/// `err`, with what QEMU said if it has exited.
-pub async fn with_qemu_stderr(vm: &mut WaitingVm, err: String) -> String {
-    if !matches!(vm.child.try_wait(), Ok(Some(_))) {
-        return err;
-    }
-    let stderr = vm.stderr.collect().await;
-    if stderr.is_empty() { err } else { format!("{err}: {stderr}") }
-}
+use snapshot::Template;
+use waiting::{WaitingVm, WarmError, launch, wait_ready};
 
 /// Where ready VMs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -394,7 +212,7 @@ impl WarmPool {
                         }
                         Err(err) => tracing::warn!(
                             container = %image.id,
-                            error = %err,
+                            error = %chain(&err),
                             "warm VM failed to start"
                         ),
                     }
@@ -417,7 +235,11 @@ impl WarmPool {
                 TemplateSlot::Ready(Arc::new(template))
             }
             Err(err) => {
-                tracing::warn!(container = %image.id, error = %err, "no snapshot: booting instead");
+                tracing::warn!(
+                    container = %image.id,
+                    error = %chain(&err),
+                    "no snapshot: booting instead"
+                );
                 TemplateSlot::Failed
             }
         };
@@ -453,7 +275,7 @@ impl WarmPool {
     }
 
     /// One VM for `image`: restored from its template if there is one, else booted.
-    async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, String> {
+    async fn start_vm(&self, image: &ImageInfo) -> Result<WaitingVm, WarmError> {
         if let Some(template) = self.template(&image.digest) {
             // A warm-up costs CPU that running jobs need when every core is busy: then the job
             // pays for the cold paths itself (bench/server.py, throughput with 2 slots).
@@ -468,7 +290,7 @@ impl WarmPool {
     }
 
     /// A clone of `template`; repeated failures retire the template (the image boots instead).
-    async fn restore(&self, template: &Template, warm_up: bool) -> Result<WaitingVm, String> {
+    async fn restore(&self, template: &Template, warm_up: bool) -> Result<WaitingVm, WarmError> {
         let digest = &template.image.digest;
         match template.restore(&self.config, warm_up).await {
             Ok(mut vm) => {
@@ -488,7 +310,7 @@ impl WarmPool {
                     );
                     lock(&self.templates).insert(digest.clone(), TemplateSlot::Failed);
                 }
-                Err(format!("restoring the snapshot: {err}"))
+                Err(WarmError::Restore(Box::new(err)))
             }
         }
     }
@@ -531,7 +353,11 @@ impl WarmPool {
                 match self.restore(&template, false).await {
                     Ok(vm) => vm,
                     Err(err) => {
-                        tracing::warn!(container = %job.image.id, error = %err, "booting cold");
+                        tracing::warn!(
+                            container = %job.image.id,
+                            error = %chain(&err),
+                            "booting cold"
+                        );
                         return None;
                     }
                 }
@@ -550,18 +376,8 @@ impl WarmPool {
             let file = std::fs::OpenOptions::new().write(true).open(&vm.io_path).map_err(io_err)?;
             file.write_all_at(&request, 0).map_err(io_err)?;
         }
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
         let started = Instant::now();
-        let go = format!("go {} {now}\n", hex::encode(seed));
-        let sent = match vm.control.as_mut() {
-            Some(control) => control.get_mut().write_all(go.as_bytes()).await,
-            None => Err(std::io::ErrorKind::NotConnected.into()),
-        };
+        let sent = vm.go().await;
         let deadline = job.limits.timeout + self.config.margin;
         let status = match sent {
             // The guest went away before its job: kill what is left, report it as failed.
@@ -578,9 +394,16 @@ impl WarmPool {
             },
         };
         let vm_ms = started.elapsed().as_millis() as u64;
-        let stderr = vm.stderr.collect().await;
-        let output =
-            vm::output_from_io_file(&vm.io_path, status, &stderr, vm_ms, job, &self.config, ran_on);
+        let stderr = vm.stderr().await;
+        let output = cold::output_from_io_file(
+            &vm.io_path,
+            status,
+            &stderr,
+            vm_ms,
+            job,
+            &self.config,
+            ran_on,
+        );
         drop(vm.dir);
         output
     }
@@ -608,33 +431,8 @@ impl Backend for WarmMicroVm {
             let _active = ActiveGuard(&self.warm.active);
             match self.warm.run(job).await {
                 Some(result) => result,
-                None => vm::run_cold(&self.warm.config, job).await,
+                None => cold::run_cold(&self.warm.config, job).await,
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A process that writes far more to stderr than a pipe holds ends, because the tail drains
-    /// it; the last bytes are kept.
-    #[tokio::test]
-    async fn stderr_is_drained_while_the_process_runs_and_its_tail_is_kept() {
-        let mut child = tokio::process::Command::new("sh")
-            .args(["-c", "head -c 300000 /dev/zero | tr '\\0' x >&2; echo end >&2"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut tail = StderrTail::spawn(child.stderr.take(), "test");
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .expect("the writer was not blocked on a full pipe")
-            .unwrap();
-        assert!(status.success());
-        let kept = tail.collect().await;
-        assert!(kept.ends_with("xxxend"), "{:?}", &kept[kept.len().saturating_sub(20)..]);
-        assert!(kept.len() <= TAIL_BYTES);
     }
 }

@@ -7,9 +7,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use executor::build::{DebianSource, Recipe, build};
-use executor::image::ImageStore;
-use executor::oci_import::{ImageConfig, ImportOptions, Limits, OciError, import};
+use images::ImageStore;
+use images::build::{DebianSource, Recipe, build};
+use images::oci::{ImageConfig, ImportOptions, Limits, OciError, import};
 use sha2::{Digest, Sha256};
 
 /// One entry of a layer. Paths are written into the header as they are, unchecked, so that
@@ -461,10 +461,9 @@ fn build_makes_a_squashfs_image_from_an_archive() {
 
     let resolved = store.resolve("oci-test").unwrap();
     assert_eq!(resolved.path, info.path);
-    // The image's own environment is kept, and jobs of the image start from it.
+    // The image's own environment is kept (jobs of the image start from it: the executor's
+    // `job::tests::the_environment_layers_defaults_image_and_job`).
     assert_eq!(resolved.env, ["PATH=/usr/bin:/bin", "GREETING=hi"]);
-    let job = executor::Job::new(resolved, vec!["hello".into()]);
-    assert_eq!(job.container_env(), ["GREETING=hi", "HOME=/tmp", "PATH=/usr/bin:/bin"]);
     assert_eq!(fs::read(&host_file).unwrap(), b"host\n", "the host file was not touched");
     assert!(
         notes.iter().any(|n| n.contains("image config: entrypoint [\"/bin/sh\"]")),

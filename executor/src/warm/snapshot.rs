@@ -18,14 +18,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use images::ImageInfo;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use crate::image::ImageInfo;
-use crate::qmp::{self, Qmp};
+use super::qmp::{self, Qmp, QmpError};
+use super::waiting::{self, WaitingVm, WarmError};
 use crate::vm::VmConfig;
-use crate::warm::{self, WaitingVm};
 use crate::workdir;
 
 /// The most device state a save may produce; more means guest RAM went into the stream.
@@ -67,19 +67,19 @@ impl Template {
         image: &ImageInfo,
         memory_mib: u32,
         io_size: u64,
-    ) -> Result<Template, String> {
+    ) -> Result<Template, WarmError> {
         let started = Instant::now();
         let ram_dir = workdir::create(&ram_dir_base(&config.work_dir), RAM_DIR_KIND)
-            .map_err(|e| format!("cannot create the RAM file's directory: {e}"))?;
+            .map_err(|source| WarmError::SnapshotDir { what: "the RAM file", source })?;
         let ram = ram_dir.path().join("ram");
         // QEMU reaches the host's save socket after it has switched to its unprivileged user:
         // the socket lives in a directory of its own that only that user (and root) can enter.
         let save_dir = workdir::create(&std::env::temp_dir(), SAVE_DIR_KIND)
-            .map_err(|e| format!("cannot create the save socket's directory: {e}"))?;
+            .map_err(|source| WarmError::SnapshotDir { what: "the save socket", source })?;
         let save_path = save_dir.path().join("save.sock");
         let listener = UnixListener::bind(&save_path)
-            .map_err(|e| format!("cannot listen on {}: {e}", save_path.display()))?;
-        let mut vm = warm::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
+            .map_err(|source| WarmError::Listen { path: save_path.clone(), source })?;
+        let mut vm = waiting::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
@@ -88,10 +88,10 @@ impl Template {
         if let Some(lease) = &vm.confinement.lease {
             for path in [save_dir.path(), &save_path] {
                 std::os::unix::fs::chown(path, Some(lease.uid), Some(lease.gid))
-                    .map_err(|e| format!("cannot hand {} to QEMU's user: {e}", path.display()))?;
+                    .map_err(|source| WarmError::Chown { path: path.to_owned(), source })?;
             }
         }
-        warm::wait_ready(&mut vm).await?;
+        waiting::wait_ready(&mut vm).await?;
         let qmp_path = vm.dir.path().join("qmp.sock");
         let state = async {
             let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(5)).await?;
@@ -99,30 +99,35 @@ impl Template {
             // The guest is idle in `wait_for_go`; migrating it while it runs records it as
             // running, so clones resume by themselves once loaded.
             let uri = format!("unix:{}", save_path.display());
+            let saving = |source| WarmError::Migration { what: "cannot receive", source };
             let receive = async {
-                let (mut stream, _) =
-                    listener.accept().await.map_err(|e| format!("migration: {e}"))?;
+                let (mut stream, _) = listener.accept().await.map_err(saving)?;
                 let mut state = Vec::new();
                 (&mut stream)
                     .take(MAX_STATE_BYTES as u64 + 1)
                     .read_to_end(&mut state)
                     .await
-                    .map_err(|e| format!("migration: {e}"))?;
-                Ok::<_, String>(state)
+                    .map_err(saving)?;
+                Ok::<_, WarmError>(state)
             };
+            let migrate = async { Ok(qmp.execute("migrate", json!({ "uri": uri })).await?) };
             // Either failing ends both: a refused `migrate` never connects to the listener.
-            let (state, _) =
-                tokio::try_join!(receive, qmp.execute("migrate", json!({ "uri": uri })))?;
+            let (state, _) = tokio::try_join!(receive, migrate)?;
             migration_done(&mut qmp, "saving").await?;
             if state.len() > MAX_STATE_BYTES {
-                return Err(format!("the saved state is over {MAX_STATE_BYTES} bytes"));
+                return Err(WarmError::StateTooLarge { max: MAX_STATE_BYTES });
             }
             let _ = qmp.execute("quit", json!({})).await;
             Ok(state)
         };
         let state = match tokio::time::timeout(MIGRATE_DEADLINE, state).await {
             Ok(result) => result?,
-            Err(_) => return Err(format!("not saved within {} s", MIGRATE_DEADLINE.as_secs())),
+            Err(_) => {
+                return Err(WarmError::MigrationDeadline {
+                    what: "saved",
+                    within: MIGRATE_DEADLINE,
+                });
+            }
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), vm.child.wait()).await;
         Ok(Template {
@@ -138,10 +143,10 @@ impl Template {
     /// Starts a clone and loads the saved state into it; returns once the clone runs, waiting
     /// for `go`. With `warm_up`, the guest first runs through the paths every job takes (see
     /// the guest's `control::warm_up`), off the job's critical path.
-    pub async fn restore(&self, config: &VmConfig, warm_up: bool) -> Result<WaitingVm, String> {
+    pub async fn restore(&self, config: &VmConfig, warm_up: bool) -> Result<WaitingVm, WarmError> {
         let started = Instant::now();
         let ram = self.ram_path();
-        let mut vm = warm::launch(
+        let mut vm = waiting::launch(
             config,
             &self.image,
             self.memory_mib,
@@ -161,14 +166,16 @@ impl Template {
         let load = async {
             // The control port first: the guest was saved with its host connected and must
             // find one connected when it wakes.
-            warm::connect_control(&mut vm).await?;
+            waiting::connect_control(&mut vm).await?;
             let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(5)).await?;
             // Before any byte of the state arrives: the capability must match the saved one.
             ignore_shared(&mut qmp).await?;
-            let mut stream =
-                qmp::connect_unix(&dir.join("in.sock"), Duration::from_secs(5)).await?;
-            stream.write_all(&self.state).await.map_err(|e| format!("loading the state: {e}"))?;
-            stream.shutdown().await.map_err(|e| format!("loading the state: {e}"))?;
+            let loading = |source| WarmError::Migration { what: "cannot load", source };
+            let mut stream = qmp::connect_unix(&dir.join("in.sock"), Duration::from_secs(5))
+                .await
+                .map_err(loading)?;
+            stream.write_all(&self.state).await.map_err(loading)?;
+            stream.shutdown().await.map_err(loading)?;
             migration_done(&mut qmp, "loading").await?;
             // A clone that QEMU left paused after loading is started here; `cont` on one that
             // already runs does nothing.
@@ -177,14 +184,19 @@ impl Template {
                 qmp.execute("cont", json!({})).await?;
             }
             if warm_up {
-                warm::warm_up(&mut vm).await?;
+                waiting::warm_up(&mut vm).await?;
             }
-            Ok::<_, String>(())
+            Ok::<_, WarmError>(())
         };
         match tokio::time::timeout(MIGRATE_DEADLINE, load).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(warm::with_qemu_stderr(&mut vm, err).await),
-            Err(_) => return Err(format!("not restored within {} s", MIGRATE_DEADLINE.as_secs())),
+            Ok(Err(err)) => return Err(waiting::with_qemu_stderr(&mut vm, err).await),
+            Err(_) => {
+                return Err(WarmError::MigrationDeadline {
+                    what: "restored",
+                    within: MIGRATE_DEADLINE,
+                });
+            }
         }
         vm.started_in = started.elapsed();
         Ok(vm)
@@ -204,14 +216,15 @@ fn ram_args(cmd: &mut tokio::process::Command, path: &Path, memory_mib: u32, sha
 
 /// Waits until this QEMU's migration (outgoing or incoming) has completed; `what` names it in
 /// the error if it failed.
-async fn migration_done(qmp: &mut Qmp, what: &str) -> Result<(), String> {
+async fn migration_done(qmp: &mut Qmp, what: &'static str) -> Result<(), WarmError> {
     loop {
         let status = qmp.execute("query-migrate", json!({})).await?;
         match status.get("status").and_then(|s| s.as_str()) {
             Some("completed") => return Ok(()),
             Some("failed" | "cancelled") => {
                 let why = status.get("error-desc").and_then(|s| s.as_str());
-                return Err(format!("{what} failed: {}", why.unwrap_or("no reason given")));
+                let why = why.unwrap_or("no reason given").to_owned();
+                return Err(WarmError::MigrationFailed { what, why });
             }
             _ => tokio::time::sleep(Duration::from_millis(1)).await,
         }
@@ -221,7 +234,7 @@ async fn migration_done(qmp: &mut Qmp, what: &str) -> Result<(), String> {
 /// Leaves RAM in a shared file backend out of the migration stream. Both sides must set it
 /// (QEMU 7.2 has no command-line switch for it): a clone's QEMU gets it over QMP before the
 /// host connects to its incoming socket.
-async fn ignore_shared(qmp: &mut Qmp) -> Result<(), String> {
+async fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
     qmp.execute(
         "migrate-set-capabilities",
         json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] }),
