@@ -258,6 +258,7 @@ impl Playground {
             container: setup.container,
             options: setup.options,
             args: setup.args,
+            argv: None,
             env: setup.env,
             stdin: self.stdin_text().map(str::to_owned),
             inputs_digest: None,
