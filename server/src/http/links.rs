@@ -12,7 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use shared::api::v1::{LinkCreated, PlaygroundState};
 
-use super::run::{BodyReader, check_strings, checked_stdin, json_files};
+use super::body::BodyReader;
+use super::run::{check_strings, checked_stdin, json_files};
 use super::{AppError, SharedState, rate_limited};
 
 /// Largest stored state.

@@ -9,6 +9,7 @@
 //! Cross-cutting layers: request ids and structured request logs, a request timeout, security
 //! headers, per-client rate limits on the costly routes (in [`run`] and [`links`]).
 
+pub mod body;
 pub mod containers;
 pub mod error;
 pub mod links;
