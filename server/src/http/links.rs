@@ -50,12 +50,22 @@ async fn create(State(state): State<SharedState>, req: Request) -> Result<Respon
 /// values are accepted (422), the strings, file paths and contents and stdin pass the run's
 /// checks. A link that opens on a state every run refuses would be a broken link.
 fn check(state: &SharedState, playground: &PlaygroundState) -> Result<(), AppError> {
-    let entry = state
-        .catalog
-        .get(&playground.container)
-        .ok_or_else(|| AppError::NotFound(format!("no container {:?}", playground.container)))?;
-    entry.meta.render(&playground.options, &playground.args)?;
-    check_strings(&playground.env, &playground.args)?;
+    let setups = std::iter::once((
+        &playground.container,
+        &playground.options,
+        &playground.args,
+        &playground.env,
+    ))
+    .chain(playground.compare.iter().map(|c| (&c.container, &c.options, &c.args, &c.env)));
+    // The compare view's second setup runs on the same files: it is checked the same way.
+    for (container, options, args, env) in setups {
+        let entry = state
+            .catalog
+            .get(container)
+            .ok_or_else(|| AppError::NotFound(format!("no container {container:?}")))?;
+        entry.meta.render(options, args)?;
+        check_strings(env, args)?;
+    }
     checked_stdin(playground.stdin.as_deref())?;
     json_files(playground.files.clone())?;
     Ok(())
