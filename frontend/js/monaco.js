@@ -50,12 +50,9 @@ export function setTheme(theme) {
 
 /** A read-only side-by-side diff editor in `element` (inline where the space is narrow). */
 export function createDiffEditor(element, label) {
-  return monaco.editor.createDiffEditor(element, {
+  const diff = monaco.editor.createDiffEditor(element, {
     readOnly: true,
     originalEditable: false,
-    ariaLabel: label,
-    originalAriaLabel: `${label}: A`,
-    modifiedAriaLabel: `${label}: B`,
     automaticLayout: true,
     renderSideBySide: true,
     useInlineViewWhenSpaceIsLimited: true,
@@ -65,6 +62,10 @@ export function createDiffEditor(element, label) {
     renderFinalNewline: 'on',
     fontSize: 13,
   });
+  // Each side is an editor of its own, named for screen readers.
+  diff.getOriginalEditor().updateOptions({ ariaLabel: `${label}: A, the first setup` });
+  diff.getModifiedEditor().updateOptions({ ariaLabel: `${label}: B, the second setup` });
+  return diff;
 }
 
 /** Shows `original` against `modified` in a diff editor; the previous texts' models go. */

@@ -34,3 +34,16 @@ test("the playground after a run, with output, has no serious or critical violat
   const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   expect(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)).toEqual([]);
 });
+
+test("the compare view after a run, with its diff, has no serious or critical violation", async ({ page }) => {
+  await page.goto("/?container=python");
+  await page.locator(".monaco-editor").first().waitFor();
+  await page.getByTestId("compare").click();
+  await page.getByTestId("b-option-optimize").selectOption("-O");
+  await page.getByTestId("run").click();
+  await expect(page.getByTestId("result-b").getByTestId("status")).toBeVisible({ timeout: 60_000 });
+  await page.getByTestId("diff").locator(".monaco-diff-editor").waitFor();
+  const results = await new AxeBuilder({ page }).analyze();
+  const serious = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  expect(serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)).toEqual([]);
+});
