@@ -3,12 +3,16 @@
 //! precompresses `dist/`, which `pe serve --static-dir dist` serves).
 //!
 //! 1. [`store`] holds the state in context: the catalog, the playground (container, option
-//!    values, extra arguments and environment, input files, which file is stdin), the last run.
-//!    [`playground`] is the same state as plain data, with the rules for permalinks and runs.
+//!    values, extra arguments and environment, input files, which file is stdin), the last run;
+//!    in the compare view a second setup and its run. [`playground`] is the same state as plain
+//!    data, with the rules for permalinks and runs; [`compare`] pairs two runs' outputs for the
+//!    diff; [`theme`] is the light/dark choice.
 //! 2. [`components`] render it, one small component per file: the container picker, the options
 //!    form generated from the container's metadata, the exact command line (rendered by
-//!    `shared::meta::ContainerMeta::render`, the function the server uses), the file tabs and
-//!    the Monaco editor, the Run button, the output with a viewer per file.
+//!    `shared::meta::ContainerMeta::render_with`, the function the server uses, with the
+//!    browser's `RegExp` for option patterns), the file tabs and the Monaco editor, the Run
+//!    button, the output with a viewer per file, the compare view with Monaco's diff editor, the
+//!    theme toggle and the shortcut list.
 //! 3. [`api`] is the only module that talks HTTP. A run is sent in the archive form: the
 //!    request header and a cpio archive of the files, built with `shared::framing` and
 //!    `shared::cpio` compiled to wasm; the answer is unpacked with the same codec.
