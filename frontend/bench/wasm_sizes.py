@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""What is big in a wasm file: the code size of each function, grouped by crate.
+"""What is big in a wasm file: the code size of each function, grouped by crate (a small
+stand-in for twiggy, which is not installed here).
 
-Reads the code section and the `name` section (build without stripping: see
-frontend/README.md, "Size"). Usage: wasm_sizes.py FILE.wasm [--top N]
+Reads the code section and the `name` section, so give it an unstripped build passed through
+wasm-bindgen (docs/PERFORMANCE.md, "The browser app", has the commands).
+Usage: wasm_sizes.py FILE.wasm [--top N]
 """
 import re
 import sys
