@@ -7,6 +7,8 @@ const PAGES: [string, string, (page: Page) => Promise<void>][] = [
   ["the playground", "/", (page) => page.locator(".monaco-editor").first().waitFor()],
   ["a tool page", "/tools/python", (page) => page.frameLocator("iframe.playground").locator(".monaco-editor").first().waitFor()],
   ["the docs", "/docs", async () => {}],
+  ["a docs page with code", "/docs/api", async () => {}],
+  ["the tool index", "/tools", async () => {}],
   ["the embed view", "/embed/python", (page) => page.locator(".monaco-editor").first().waitFor()],
 ];
 
