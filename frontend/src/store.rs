@@ -274,6 +274,12 @@ impl Store {
         let system_dark = browser::prefers_dark(move |dark| self.system_dark.set(dark));
         self.system_dark.set(system_dark);
         Effect::new(move |_| browser::set_page_theme(self.dark.get()));
+        // A choice made in another page of the site (the tool page around an embedded view).
+        let _ = window_event_listener(leptos::ev::storage, move |ev| {
+            if ev.key().as_deref() == Some(theme::STORAGE_KEY) {
+                self.theme.set(Theme::parse(ev.new_value().as_deref()));
+            }
+        });
         spawn_local(async move {
             match api::containers().await {
                 Ok(catalog) => self.catalog.set(catalog.into_iter().map(Arc::new).collect()),

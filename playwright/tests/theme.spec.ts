@@ -41,3 +41,15 @@ test("the toggle overrides the system, is kept, and goes back to the system", as
   await expect.poll(() => app.theme()).toBe("light");
   await expect(app.themeToggle).toHaveAccessibleName(/following the system \(light\)/);
 });
+
+test("the toggle on a tool page changes the embedded playground too", async ({ page }) => {
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.goto("/tools/python");
+  const frame = page.frameLocator("iframe.playground");
+  await frame.locator(".monaco-editor").first().waitFor();
+  await expect(frame.locator("html")).toHaveAttribute("data-theme", "light");
+  await page.getByTestId("theme-toggle").click();
+  await expect(page.locator("html")).toHaveAttribute("data-theme", "dark");
+  await expect(frame.locator("html")).toHaveAttribute("data-theme", "dark");
+  await expect(frame.locator(".monaco-editor").first()).toHaveClass(/vs-dark/);
+});
