@@ -147,7 +147,9 @@ impl VmConfig {
         for fd in [IO_FD_RW, IO_FD_RO] {
             cmd.args(["-add-fd", &format!("fd={fd},set=1,opaque=io")]);
         }
-        cmd.arg("-drive").arg(drive_arg("io", Path::new("/dev/fdset/1"), ""));
+        // The I/O disk is this VM's alone: no image locking (a restored clone reopens it while
+        // its own first open still holds the lock, and QEMU would warn on every clone).
+        cmd.arg("-drive").arg(drive_arg("io", Path::new("/dev/fdset/1"), ",file.locking=off"));
         cmd.args(["-device", &format!("virtio-blk-device,drive=io,serial={IO_DISK_SERIAL}")]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
         if let Some(log) = console {
