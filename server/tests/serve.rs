@@ -16,6 +16,16 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test shows what the server logged.
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self._data.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- the server's log, last lines ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         // SIGTERM first: a clean shutdown also stops the warm VMs.
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -41,7 +51,7 @@ fn start_server(extra_env: &[(&str, &str)]) -> Server {
         .env("RUST_LOG", "warn")
         .env("PE_WARM", "none")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(data.path().join("server.log")).unwrap());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
