@@ -66,27 +66,37 @@ fn start_server(extra_env: &[(&str, &str)]) -> Server {
     panic!("pe serve did not become ready (is the busybox image built? run scripts/setup.sh)");
 }
 
-/// A minimal HTTP/1.1 client: (status, headers lower-cased, body).
+/// One request with a real HTTP client (ureq; a new connection each time, no status is an
+/// error): (status, headers as `name: value` lines lower-cased, body). The connection tests
+/// below use raw sockets instead, on purpose.
 fn http(
     port: u16,
     method: &str,
     path: &str,
     content_type: &str,
     body: &str,
-) -> std::io::Result<(u16, String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((status, head.to_ascii_lowercase(), body.to_owned()))
+) -> Result<(u16, String, String), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .max_idle_connections(0)
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut response = match method {
+        "GET" => agent.get(&url).call()?,
+        "POST" => agent.post(&url).header("Content-Type", content_type).send(body)?,
+        other => panic!("http(): {other} is not used by these tests"),
+    };
+    let status = response.status().as_u16();
+    let headers: String = response
+        .headers()
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap_or_default()))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let body = response.body_mut().with_config().limit(64 << 20).read_to_string()?;
+    Ok((status, headers, body))
 }
 
 fn run_json(port: u16, body: &str) -> (u16, String, serde_json::Value) {
