@@ -38,7 +38,7 @@ async fn sandbox_run(job: &Job) -> (JobOutput, Duration) {
     let work = tempfile::tempdir().unwrap();
     let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
     let started = Instant::now();
-    let output = run(&config, job).await.unwrap();
+    let output = run(&config, job, None).await.unwrap();
     let took = started.elapsed();
     let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind in the work dir: {left:?}");
@@ -215,7 +215,8 @@ async fn a_dropped_job_leaves_nothing_behind() {
     let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
     let job = job("marker-dropped", "sh -c 'sleep 100' \"$0\" & while :; do :; done");
     for after_ms in [2, 10, 25, 50, 400] {
-        let ran = tokio::time::timeout(Duration::from_millis(after_ms), run(&config, &job)).await;
+        let ran =
+            tokio::time::timeout(Duration::from_millis(after_ms), run(&config, &job, None)).await;
         assert!(ran.is_err(), "the job should still have been running: {ran:?}");
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {

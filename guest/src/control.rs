@@ -6,7 +6,7 @@
 //! state and clock: the seed and the time in `go` replace both before anything else runs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -38,9 +38,13 @@ pub struct Go {
     pub now: Option<Duration>,
 }
 
-/// Says `ready`, waits for `go <seed> <unix-time-ns>`.
-pub fn wait_for_go() -> Result<Go, SetupError> {
-    const STAGE: &str = "wait for the host";
+/// The control port, opened on first use and kept open for the VM's life. A live run in a cold
+/// VM opens it only for its stream; a warm VM opens it to wait for `go`.
+pub fn port() -> Result<&'static File, SetupError> {
+    const STAGE: &str = "open the control port";
+    if let Some(port) = PORT.get() {
+        return Ok(port);
+    }
     // The port appears once its driver has probed it, which may be a little after init starts.
     let deadline = Instant::now() + Duration::from_secs(5);
     let path = loop {
@@ -53,15 +57,35 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
         std::thread::sleep(Duration::from_millis(5));
     };
     let port = OpenOptions::new().read(true).write(true).open(&path).stage(STAGE)?;
-    let port = PORT.get_or_init(|| port);
+    Ok(PORT.get_or_init(|| port))
+}
+
+/// Reads one line, a byte at a time: what follows `go` on the port (a live run's stdin frames)
+/// belongs to the job and must not be swallowed by a read-ahead buffer.
+fn read_line(mut port: &File) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if port.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if byte[0] == b'\n' || line.len() >= 4096 {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+}
+
+/// Says `ready`, waits for `go <seed> <unix-time-ns>`.
+pub fn wait_for_go() -> Result<Go, SetupError> {
+    const STAGE: &str = "wait for the host";
+    let port = port()?;
     (&*port).write_all(b"ready\n").stage(STAGE)?;
     // End of file means the host went away (a server that died): the error powers the VM off.
     // A clone restored from a snapshot finds its host connected, as the template did: the host
     // connects to the clone's port before the clone's state is loaded.
-    let mut reader = BufReader::new(port);
     loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).stage(STAGE)?;
+        let line = read_line(port).stage(STAGE)?;
         if line.trim() == "warm" {
             warm_up();
             (&*port).write_all(b"ready\n").stage(STAGE)?;
@@ -87,7 +111,6 @@ fn warm_up() {
     if let Some(io) = crate::disk::IO_DISK.get()
         && let Ok(dev) = File::open(io)
     {
-        use std::io::Read;
         let _ = crate::sys::flush_block_cache(&dev);
         let _ = (&dev).take(4096).read_to_end(&mut Vec::new());
     }

@@ -17,8 +17,10 @@ use shared::cpio::{Encoder, EntryData, Limits};
 use shared::guest::{
     Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation, GuestUsage,
 };
+use shared::stream::FrameKind;
 use shared::{oci, outputs};
 
+use crate::live::Live;
 use crate::setup::paths;
 use crate::sys::{self, WaitStatus};
 use crate::{JOB_GID, JOB_UID, SetupError, Stage};
@@ -29,6 +31,10 @@ const PID_FILE: &str = "/run/pe.pid";
 /// How long to keep reading the pipes after the program exited (other processes of the
 /// container may hold them for a moment while the kernel kills them).
 const DRAIN: Duration = Duration::from_millis(500);
+/// How long a live run's last output may take to go out before the answer is written.
+const FLUSH: Duration = Duration::from_secs(1);
+/// The note on the result of a run its user stopped (the executor's sandbox says the same).
+const STOPPED_NOTE: &str = "stopped by the user";
 
 pub fn run(
     request: &GuestRequest,
@@ -37,6 +43,20 @@ pub fn run(
     setup_ms: u64,
 ) -> Result<(GuestResponse, Vec<u8>), SetupError> {
     write_bundle(request)?;
+    // A live run streams its output over the control port, and may take its stdin from it.
+    let (mut live, stdin) = match &request.live {
+        Some(live) => {
+            let initial =
+                if live.stdin_open { fs::read(&stdin).stage("start program")? } else { Vec::new() };
+            let (live, pipe) = Live::open(live, initial)?;
+            let stdin = match pipe {
+                Some(pipe) => Stdio::from(pipe),
+                None => Stdio::from(File::open(&stdin).stage("start program")?),
+            };
+            (Some(live), stdin)
+        }
+        None => (None, Stdio::from(File::open(&stdin).stage("start program")?)),
+    };
 
     let (out_reader, out_writer) = io::pipe().stage("start program")?;
     let (err_reader, err_writer) = io::pipe().stage("start program")?;
@@ -44,7 +64,7 @@ pub fn run(
     let mut crun = Command::new("/usr/bin/crun")
         .args(["--root", "/run/crun", "--cgroup-manager", "cgroupfs", "run", "--no-pivot"])
         .args(["--detach", "--pid-file", PID_FILE, "--bundle", paths::BUNDLE, CONTAINER_ID])
-        .stdin(File::open(&stdin).stage("start program")?)
+        .stdin(stdin)
         .stdout(Stdio::from(out_writer))
         .stderr(Stdio::from(err_writer))
         .spawn()
@@ -68,6 +88,7 @@ pub fn run(
 
     let deadline = started + Duration::from_millis(limits.timeout_ms);
     let mut timed_out = false;
+    let mut stopped = false;
     let mut status = None;
     while status.is_none() {
         let now = Instant::now();
@@ -76,14 +97,41 @@ pub fn run(
             kill_container();
         }
         let wait = if timed_out { None } else { Some(deadline - now) };
-        let fds = [pidfd.as_raw_fd(), stdout.fd(), stderr.fd()];
-        let ready = sys::poll_readable(&fds, wait).stage("wait for program")?;
-        for (capture, is_ready) in [(&mut stdout, ready[1]), (&mut stderr, ready[2])] {
-            if is_ready && capture.read_once() {
-                kill_container(); // over its cap: stop the program
+        // Backpressure: while the stream has a backlog, the program's pipes are left unread.
+        let room = live.as_ref().is_none_or(Live::has_room);
+        let pipe = |capture: &Capture| if room { capture.fd() } else { -1 };
+        let [port, feed] = live.as_ref().map_or([(-1, 0); 2], Live::interest);
+        let fds = [
+            (pidfd.as_raw_fd(), libc::POLLIN),
+            (pipe(&stdout), libc::POLLIN),
+            (pipe(&stderr), libc::POLLIN),
+            port,
+            feed,
+        ];
+        let ready = sys::poll(&fds, wait).stage("wait for program")?;
+        let streams = [
+            (&mut stdout, ready[1], FrameKind::Stdout),
+            (&mut stderr, ready[2], FrameKind::Stderr),
+        ];
+        for (capture, revents, kind) in streams {
+            if revents != 0 {
+                if capture.read_once() {
+                    kill_container(); // over its cap: stop the program
+                }
+                if let Some(live) = live.as_mut() {
+                    live.send(kind, capture.unstreamed());
+                    capture.streamed = capture.data.len();
+                }
             }
         }
-        if ready[0] {
+        if let Some(live) = live.as_mut() {
+            live.on_ready([ready[3], ready[4]]);
+            if live.kill_requested && !stopped {
+                stopped = true;
+                kill_container();
+            }
+        }
+        if ready[0] != 0 {
             status = sys::try_wait(pid).stage("wait for program")?;
         }
     }
@@ -91,10 +139,22 @@ pub fn run(
     stdout.drain_for(DRAIN);
     stderr.drain_for(DRAIN);
     sys::reap_zombies();
+    if let Some(live) = live.as_mut() {
+        for (capture, kind) in [(&mut stdout, FrameKind::Stdout), (&mut stderr, FrameKind::Stderr)]
+        {
+            live.send(kind, capture.unstreamed());
+            capture.streamed = capture.data.len();
+        }
+        // The answer holds every byte; the stream only gets what goes out promptly.
+        live.flush(FLUSH);
+    }
 
     let collect_start = Instant::now();
     let (exit, usage) = classify(status, timed_out);
     let mut notes = Vec::new();
+    if stopped {
+        notes.push(STOPPED_NOTE.to_owned());
+    }
     let mut encoder = Encoder::new(Vec::new(), Limits::MAX);
     encoder.add_file(archive_paths::STDOUT, 0o644, 0, &stdout.data).stage("collect outputs")?;
     encoder.add_file(archive_paths::STDERR, 0o644, 0, &stderr.data).stage("collect outputs")?;
@@ -164,11 +224,18 @@ struct Capture {
     cap: u64,
     truncated: bool,
     eof: bool,
+    /// How much of `data` a live run has sent.
+    streamed: usize,
 }
 
 impl Capture {
     fn new(reader: io::PipeReader, cap: u64) -> Self {
-        Capture { reader, data: Vec::new(), cap, truncated: false, eof: false }
+        Capture { reader, data: Vec::new(), cap, truncated: false, eof: false, streamed: 0 }
+    }
+
+    /// What was read and not yet streamed.
+    fn unstreamed(&self) -> &[u8] {
+        &self.data[self.streamed..]
     }
 
     /// The fd to poll; -1 (ignored by poll) once at end of file.

@@ -19,6 +19,7 @@
 mod control;
 mod disk;
 mod job;
+mod live;
 mod setup;
 mod sys;
 

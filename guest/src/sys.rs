@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -64,8 +64,18 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 /// poll(2) for readability on `fds`; returns which are readable (or hung up). `None` waits
 /// forever.
 pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let fds: Vec<(RawFd, libc::c_short)> = fds.iter().map(|&fd| (fd, libc::POLLIN)).collect();
+    Ok(poll(&fds, timeout)?.into_iter().map(|revents| revents != 0).collect())
+}
+
+/// poll(2) on `(fd, events)` pairs (a negative fd is skipped); returns each one's `revents`.
+/// `None` waits forever.
+pub fn poll(
+    fds: &[(RawFd, libc::c_short)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<libc::c_short>> {
     let mut pollfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+        fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }).collect();
     let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
     loop {
         // SAFETY: `pollfds` is a valid, exclusively borrowed array of `len` pollfd structs.
@@ -79,7 +89,22 @@ pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
             return Err(err);
         }
     }
-    Ok(pollfds.iter().map(|p| p.revents != 0).collect())
+    Ok(pollfds.iter().map(|p| p.revents).collect())
+}
+
+/// Puts `fd` in non-blocking mode: reads and writes answer `WouldBlock` instead of waiting.
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor borrowed for the call; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How a waited-for process ended.

@@ -87,6 +87,19 @@ pub struct GuestRequest {
     pub limits: GuestLimits,
     /// 32 random bytes, hex, mixed into the guest's RNG so no two jobs share random state.
     pub seed: String,
+    /// A live run: stream stdout and stderr over the control port as they are written (see
+    /// [`crate::stream`]), and, when `stdin_open`, feed the program's stdin from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRequest>,
+}
+
+/// How a live run talks to its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRequest {
+    /// The program's stdin is a pipe fed by `stdin` frames until a `stdin_close` frame (after
+    /// the request's own stdin, if any); otherwise stdin is the request's stdin file, as in a
+    /// run that is not live.
+    pub stdin_open: bool,
 }
 
 /// How the program ended.
@@ -305,6 +318,7 @@ mod tests {
                 memory_mib: 900,
             },
             seed: "00".repeat(32),
+            live: Some(LiveRequest { stdin_open: true }),
         }
     }
 

@@ -26,8 +26,10 @@ use std::time::Instant;
 
 use images::ImageInfo;
 use shared::error::chain;
+use shared::guest::LiveRequest;
 
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
+use crate::live::LiveIo;
 use crate::pool::{Backend, BoxFuture};
 use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
@@ -337,9 +339,14 @@ impl WarmPool {
     }
 
     /// Runs the job on a ready VM (or one restored for it), or `None` when none fits.
-    pub async fn run(self: &Arc<Self>, job: &Job) -> Option<Result<JobOutput, ExecError>> {
+    /// A live run (`live`) hands its channels back when no VM fits, for a cold boot.
+    pub async fn run(
+        self: &Arc<Self>,
+        job: &Job,
+        live: Option<LiveIo>,
+    ) -> Result<Result<JobOutput, ExecError>, Option<LiveIo>> {
         if !self.fits(job) {
-            return None;
+            return Err(live);
         }
         let vm = match self.take(job) {
             Some(vm) => {
@@ -348,7 +355,7 @@ impl WarmPool {
                 vm
             }
             None => {
-                let template = self.template(&job.image.digest)?;
+                let Some(template) = self.template(&job.image.digest) else { return Err(live) };
                 // The job is waiting: no warm-up (the job would pay for it either way).
                 match self.restore(&template, false).await {
                     Ok(vm) => vm,
@@ -358,40 +365,56 @@ impl WarmPool {
                             error = %chain(&err),
                             "booting cold"
                         );
-                        return None;
+                        return Err(live);
                     }
                 }
             }
         };
-        Some(self.run_on(vm, job).await)
+        Ok(self.run_on(vm, job, live).await)
     }
 
-    async fn run_on(&self, mut vm: WaitingVm, job: &Job) -> Result<JobOutput, ExecError> {
+    async fn run_on(
+        &self,
+        mut vm: WaitingVm,
+        job: &Job,
+        mut live: Option<LiveIo>,
+    ) -> Result<JobOutput, ExecError> {
         let ran_on =
             RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: vm.start };
-        let request = convert::request_bytes(job)?;
+        let live_request = live.as_ref().map(|live| LiveRequest { stdin_open: live.stdin_open });
+        let request = convert::request_bytes(job, live_request)?;
         let io_err = |source| ExecError::WorkDir { path: vm.io_path.clone(), source };
         {
             use std::os::unix::fs::FileExt;
             let file = std::fs::OpenOptions::new().write(true).open(&vm.io_path).map_err(io_err)?;
             file.write_all_at(&request, 0).map_err(io_err)?;
         }
+        if let Some(live) = live.as_ref() {
+            live.started(&ran_on).await;
+        }
         let started = Instant::now();
         let sent = vm.go().await;
         let deadline = job.limits.timeout + self.config.margin;
+        let pump = match (live.as_mut(), vm.take_control()) {
+            (Some(live), Some(port)) => Some(crate::live::pump(port, live, &job.limits)),
+            _ => None,
+        };
         let status = match sent {
             // The guest went away before its job: kill what is left, report it as failed.
             Err(_) => {
                 let _ = vm.child.kill().await;
                 vm.child.wait().await.ok()
             }
-            Ok(()) => match tokio::time::timeout(deadline, vm.child.wait()).await {
-                Ok(status) => status.ok(),
-                Err(_) => {
-                    let _ = vm.child.kill().await;
-                    None
+            Ok(()) => {
+                let wait = tokio::time::timeout(deadline, vm.child.wait());
+                match crate::live::wait_while_pumping(wait, pump).await {
+                    Ok(status) => status.ok(),
+                    Err(_) => {
+                        let _ = vm.child.kill().await;
+                        None
+                    }
                 }
-            },
+            }
         };
         let vm_ms = started.elapsed().as_millis() as u64;
         let stderr = vm.stderr().await;
@@ -429,9 +452,24 @@ impl Backend for WarmMicroVm {
         Box::pin(async move {
             self.warm.active.fetch_add(1, Ordering::Relaxed);
             let _active = ActiveGuard(&self.warm.active);
-            match self.warm.run(job).await {
-                Some(result) => result,
-                None => cold::run_cold(&self.warm.config, job).await,
+            match self.warm.run(job, None).await {
+                Ok(result) => result,
+                Err(_) => cold::run_cold(&self.warm.config, job, None).await,
+            }
+        })
+    }
+
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(async move {
+            self.warm.active.fetch_add(1, Ordering::Relaxed);
+            let _active = ActiveGuard(&self.warm.active);
+            match self.warm.run(job, Some(live)).await {
+                Ok(result) => result,
+                Err(live) => cold::run_cold(&self.warm.config, job, live).await,
             }
         })
     }

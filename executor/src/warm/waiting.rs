@@ -173,6 +173,12 @@ impl WaitingVm {
         }
     }
 
+    /// The control port, for a live run's stream after `go` (the guest has sent nothing since
+    /// its `ready`, so no read-ahead is lost).
+    pub(super) fn take_control(&mut self) -> Option<UnixStream> {
+        self.control.take().map(BufReader::into_inner)
+    }
+
     /// What QEMU wrote on stderr, once it has exited.
     pub(super) async fn stderr(&mut self) -> String {
         self.stderr.collect().await
@@ -210,12 +216,7 @@ pub async fn launch(
     let (mut cmd, confinement) = config
         .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
         .map_err(WarmError::Prepare)?;
-    cmd.args(["-device", "virtio-serial-device"]);
-    cmd.arg("-chardev").arg(format!(
-        "socket,id=ctl,path={},server=on,wait=off",
-        dir.path().join("ctl.sock").display()
-    ));
-    cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
+    crate::vm::add_control_port(&mut cmd, &dir.path().join("ctl.sock"), true);
     extra(&mut cmd, dir.path());
     let mut child = cmd.spawn().map_err(WarmError::Spawn)?;
     confinement.attach(child.id()).map_err(WarmError::Confine)?;
