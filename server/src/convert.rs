@@ -78,6 +78,7 @@ pub fn run_result(
             start: Some(output.ran_on.start.to_owned()),
         },
         cached: false,
+        not_cached: None,
         timings_ms: Timings {
             queue: output.timings.queue_ms,
             boot: output.timings.boot_ms,

@@ -209,6 +209,10 @@ pub struct RunResult {
     pub image: ImageRef,
     pub backend: BackendInfo,
     pub cached: bool,
+    /// Why this result was not put in the cache, when it could not be (a live run whose stdin
+    /// was typed while it ran: another run of the same request could read other input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_cached: Option<String>,
     pub timings_ms: Timings,
     pub usage: ResourceUsage,
     pub truncated: Truncation,
