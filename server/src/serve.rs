@@ -208,6 +208,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         live: crate::http::live::LiveConfig {
             per_client: args.live_per_client,
             stdin_max: args.live_stdin_kib * 1024,
+            first_wait: crate::http::live::FIRST_WAIT,
             open: Arc::default(),
         },
     });

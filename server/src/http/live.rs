@@ -4,7 +4,8 @@
 //! 1. [`upgrade`]: the rate limit and the client's live sockets are decided before the
 //!    handshake and told after it, as an `error` event (a browser cannot read a refused
 //!    handshake's body).
-//! 2. [`first_request`]: the request, as `POST /api/v1/run` takes it, within [`FIRST_WAIT`].
+//! 2. [`first_request`]: the request, as `POST /api/v1/run` takes it, within
+//!    [`LiveConfig::first_wait`] ([`FIRST_WAIT`] by default).
 //! 3. The run handler's steps ([`Plan::new`], the cache key, the busy check); a request that
 //!    gives its stdin up front may be answered from the cache, replayed as events at once.
 //! 4. [`Session::run`]: the job runs live; its events go out as they come while the client's
@@ -33,14 +34,15 @@ use crate::ratelimit::ClientKey;
 
 /// How long the first message (the request) may take to come.
 pub const FIRST_WAIT: Duration = Duration::from_secs(10);
+/// How long the client may take to answer our close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Events waiting for the client, at most (each at most 64 KiB of output): beyond them the
 /// job's output is not read, and the program blocks on write.
 const EVENT_BUFFER: usize = 16;
 /// Messages for the job waiting to be taken, at most.
 const INPUT_BUFFER: usize = 1024;
 /// Why a run with typed stdin is not cached.
-const NOT_CACHED: &str =
-    "a live run whose stdin stays open for typing is not cached: give `stdin` with the request to cache it";
+const NOT_CACHED: &str = "a live run whose stdin stays open for typing is not cached: give `stdin` with the request to cache it";
 
 /// Live runs' settings.
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct LiveConfig {
     pub per_client: usize,
     /// Bytes of stdin one run may receive.
     pub stdin_max: usize,
+    /// How long the first message (the request) may take ([`FIRST_WAIT`]).
+    pub first_wait: Duration,
     pub open: std::sync::Arc<crate::listener::Open>,
 }
 
@@ -71,9 +75,11 @@ async fn upgrade(State(state): State<SharedState>, req: Request) -> Response {
             state.metrics.refused(true);
             Err(AppError::RateLimited { retry_after: decision.reset })
         }
-        _ => state.live.open.take(ClientKey::from(ip), state.live.per_client).ok_or_else(|| {
-            AppError::RateLimited { retry_after: Duration::from_secs(1) }
-        }),
+        _ => state
+            .live
+            .open
+            .take(ClientKey::from(ip), state.live.per_client)
+            .ok_or_else(|| AppError::RateLimited { retry_after: Duration::from_secs(1) }),
     };
     let admitted = admitted.map_err(|err| match err {
         AppError::RateLimited { retry_after } if decision.is_none_or(|d| d.allowed) => {
@@ -93,16 +99,15 @@ async fn upgrade(State(state): State<SharedState>, req: Request) -> Response {
         }
     });
     let max_message = state.max_body;
-    let mut response =
-        ws.max_message_size(max_message).on_upgrade(move |socket| async move {
-            let mut session = Session { socket, request_id };
-            match admitted {
-                Ok(slot) => session.run(&state, slot).await,
-                Err((code, message, retry_after)) => {
-                    session.fail(code, message, retry_after).await;
-                }
+    let mut response = ws.max_message_size(max_message).on_upgrade(move |socket| async move {
+        let mut session = Session { socket, request_id };
+        match admitted {
+            Ok(slot) => session.run(&state, slot).await,
+            Err((code, message, retry_after)) => {
+                session.fail(code, message, retry_after).await;
             }
-        });
+        }
+    });
     if let Some(decision) = decision {
         add_rate_headers(&mut response, decision);
     }
@@ -127,8 +132,11 @@ fn first_request(message: Message) -> Result<FirstRequest, AppError> {
             let (request, archive): (RunRequest, &[u8]) =
                 shared::framing::decode(&bytes, shared::limits::MAX_HEADER_BYTES)?;
             let stdin = run_route::checked_stdin(request.stdin.as_deref())?;
-            let files =
-                if archive.is_empty() { Vec::new() } else { cpio::decode(archive, &Limits::INPUT)? };
+            let files = if archive.is_empty() {
+                Vec::new()
+            } else {
+                cpio::decode(archive, &Limits::INPUT)?
+            };
             let digest = v1::inputs_digest(&files, &stdin);
             if request.inputs_digest.as_ref().is_some_and(|claimed| *claimed != digest) {
                 return Err(AppError::BadRequest(
@@ -179,18 +187,32 @@ impl Session {
         self.fail(detail.code, detail.message, err.retry_after()).await;
     }
 
+    /// The closing handshake: our close frame, then what the client still sends until its
+    /// own close frame (for at most [`CLOSE_WAIT`]). Dropping the connection with unread
+    /// messages in it would reset it, and the client could lose the last events.
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame { code, reason: reason.into() };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        if self.socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// Steps 2 to 5.
     async fn run(&mut self, state: &SharedState, _slot: Slot) {
-        let first = match tokio::time::timeout(FIRST_WAIT, self.socket.recv()).await {
+        let wait = state.live.first_wait;
+        let first = match tokio::time::timeout(wait, self.socket.recv()).await {
             Ok(Some(Ok(message))) => message,
             Ok(_) => return, // closed before asking for anything
             Err(_) => {
-                let message = format!("no request within {} s", FIRST_WAIT.as_secs());
+                let message = format!("no request within {} ms", wait.as_millis());
                 return self.fail(ErrorCode::Timeout, message, None).await;
             }
         };
@@ -461,21 +483,29 @@ mod tests {
 
         let mut typed = Typed { stdin: Stdin::Open, bytes: 0, max: 1024 };
         let unknown = typed.take(text(r#"{"type":"stdinn"}"#), &tx);
-        assert!(matches!(unknown, Err(Some(AppError::BadRequest(m))) if m.starts_with("unknown message")));
+        assert!(
+            matches!(unknown, Err(Some(AppError::BadRequest(m))) if m.starts_with("unknown message"))
+        );
         let second = typed.take(text(r#"{"container":"python"}"#), &tx);
-        assert!(matches!(second, Err(Some(AppError::BadRequest(m))) if m.starts_with("one run per socket")));
+        assert!(
+            matches!(second, Err(Some(AppError::BadRequest(m))) if m.starts_with("one run per socket"))
+        );
         let binary = typed.take(Message::binary(vec![1, 2]), &tx);
         assert!(matches!(binary, Err(Some(AppError::BadRequest(_)))));
         assert!(typed.take(text(r#"{"type":"stdin_close"}"#), &tx).is_ok());
         assert_eq!(rx.try_recv().unwrap(), LiveInput::StdinClose);
         let after = typed.take(text(r#"{"type":"stdin","data":"x"}"#), &tx);
-        assert!(matches!(after, Err(Some(AppError::BadRequest(m))) if m == "stdin after stdin_close"));
+        assert!(
+            matches!(after, Err(Some(AppError::BadRequest(m))) if m == "stdin after stdin_close")
+        );
         assert!(typed.take(text(r#"{"type":"kill"}"#), &tx).is_ok());
         assert_eq!(rx.try_recv().unwrap(), LiveInput::Kill);
 
         let mut given = Typed { stdin: Stdin::Given, bytes: 0, max: 1024 };
         let refused = given.take(text(r#"{"type":"stdin","data":"x"}"#), &tx);
-        assert!(matches!(refused, Err(Some(AppError::BadRequest(m))) if m.contains("given with the request")));
+        assert!(
+            matches!(refused, Err(Some(AppError::BadRequest(m))) if m.contains("given with the request"))
+        );
     }
 
     #[test]

@@ -394,11 +394,7 @@ fn archive_response(frame: Vec<u8>, content_type: &'static str) -> Response {
 
 /// A cached answer, marked `cached: true` with this request's timings. A cache that cannot be
 /// read is a miss (logged).
-pub(super) async fn cached(
-    state: &SharedState,
-    key: &str,
-    started: Instant,
-) -> Option<RunAnswer> {
+pub(super) async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunAnswer> {
     let bytes = match state.store.cache_get(key).await {
         Ok(bytes) => bytes?,
         Err(err) => {

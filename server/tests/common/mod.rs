@@ -133,6 +133,12 @@ pub fn harness_with_static(
         backend_name: "fake".into(),
         warm: None,
         site,
+        live: server::http::live::LiveConfig {
+            per_client: 2,
+            stdin_max: 1024 * 1024,
+            first_wait: Duration::from_millis(300),
+            open: Arc::default(),
+        },
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }
