@@ -2,6 +2,8 @@
 //! backend standing in for the VMs, and helpers to build requests and check answers.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod real;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
