@@ -253,3 +253,71 @@ fn loops_backed_by(image: &Path) -> bool {
     assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
     !out.stdout.is_empty()
 }
+
+/// A live run in the sandbox: output arrives while the program runs, typed lines are answered,
+/// closing stdin ends it, and a stop kills it.
+#[tokio::test]
+async fn live_runs_stream_output_take_typed_stdin_and_stop() {
+    use executor::live::{LiveEvent, LiveInput, LiveIo, Stream};
+    use tokio::sync::mpsc;
+    let work = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
+
+    // Line by line: each typed line is answered before the next is sent.
+    let echo =
+        job("live-echo", "echo ready; while read -r n; do echo \"got $n\"; done; echo done >&2");
+    let (events, mut rx) = mpsc::channel(16);
+    let (input, input_rx) = mpsc::channel(16);
+    let live = LiveIo { events, input: input_rx, stdin_open: true, queue_ms: 0 };
+    let running = tokio::spawn({
+        let config = config.clone();
+        async move { run(&config, &echo, Some(live)).await }
+    });
+    let mut stdout = String::new();
+    let mut wait_for = async |want: &str, stdout: &mut String| {
+        while !stdout.ends_with(want) {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+                Some(LiveEvent::Output { stream: Stream::Stdout, data }) => {
+                    stdout.push_str(&String::from_utf8_lossy(&data));
+                }
+                Some(_) => {}
+                None => panic!("the events ended before {want:?}; stdout {stdout:?}"),
+            }
+        }
+    };
+    wait_for("ready\n", &mut stdout).await;
+    input.send(LiveInput::Stdin(b"1\n".to_vec())).await.unwrap();
+    wait_for("got 1\n", &mut stdout).await;
+    input.send(LiveInput::Stdin(b"2\n".to_vec())).await.unwrap();
+    wait_for("got 2\n", &mut stdout).await;
+    input.send(LiveInput::StdinClose).await.unwrap();
+    let output = running.await.unwrap().unwrap();
+    assert_eq!(output.outcome, Outcome::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ready\ngot 1\ngot 2\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "done\n");
+
+    // Stop: a program that would sleep for a minute is killed at once.
+    let sleeper = job("live-stop", "echo ready; sleep 60");
+    let (events, mut rx) = mpsc::channel(16);
+    let (input, input_rx) = mpsc::channel(16);
+    let live = LiveIo { events, input: input_rx, stdin_open: false, queue_ms: 0 };
+    let running = tokio::spawn({
+        let config = config.clone();
+        async move { run(&config, &sleeper, Some(live)).await }
+    });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+            Some(LiveEvent::Output { data, .. }) if data == b"ready\n" => break,
+            Some(_) => {}
+            None => panic!("no ready"),
+        }
+    }
+    let stopped = Instant::now();
+    input.send(LiveInput::Kill).await.unwrap();
+    let output = running.await.unwrap().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(10), "stop took {:?}", stopped.elapsed());
+    assert!(matches!(output.outcome, Outcome::Signaled(9)), "{:?}", output.outcome);
+    assert!(output.notes.iter().any(|n| n == "stopped by the user"), "{:?}", output.notes);
+    let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in the work dir: {left:?}");
+}
