@@ -321,3 +321,37 @@ async fn live_runs_stream_output_take_typed_stdin_and_stop() {
     let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind in the work dir: {left:?}");
 }
+
+/// Backpressure: a caller that takes no events makes the program block on write instead of
+/// the host buffering its output. `yes` for 3 s with a 64 MiB stdout cap: a plain run keeps
+/// megabytes; a live run nobody reads keeps what the bounded queue and the pipe hold.
+#[tokio::test]
+async fn a_caller_that_stops_reading_makes_the_program_block() {
+    use executor::live::{LiveEvent, LiveIo};
+    use tokio::sync::mpsc;
+    let work = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
+    let mut flood = job("live-flood", "yes");
+    flood.limits.timeout = Duration::from_secs(3);
+    flood.limits.stdout_bytes = 64 << 20;
+
+    let plain = run(&config, &flood, None).await.unwrap();
+    // One event is taken (started), then nothing: the queue of one fills and stays full.
+    let (events, mut rx) = mpsc::channel::<LiveEvent>(1);
+    let (_input, input_rx) = mpsc::channel(1);
+    let live = LiveIo { events, input: input_rx, stdin_open: false, queue_ms: 0 };
+    let stalled = run(&config, &flood, Some(live)).await.unwrap();
+    drop(rx.try_recv());
+    eprintln!(
+        "plain run kept {} bytes, stalled live run {}",
+        plain.stdout.len(),
+        stalled.stdout.len()
+    );
+    assert_eq!(stalled.outcome, Outcome::Timeout);
+    assert!(plain.stdout.len() > 8 << 20, "yes wrote only {} bytes in 3 s", plain.stdout.len());
+    assert!(
+        stalled.stdout.len() < 1 << 20,
+        "kept {} bytes for a caller that read nothing",
+        stalled.stdout.len()
+    );
+}
