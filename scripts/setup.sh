@@ -22,6 +22,7 @@ APT_PACKAGES=(
   linux-source-6.12 bc flex bison libelf-dev libssl-dev xz-utils make gcc  # guest kernel
   musl-tools                            # static guest init
   chromium fonts-dejavu-core brotli     # browser tests (Playwright drives Debian's chromium), precompressed assets
+  nats-server postgresql                # cluster mode and its tests (scripts/cluster, server/tests/cluster.rs)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

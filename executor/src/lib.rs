@@ -70,6 +70,9 @@ pub enum ExecError {
     Encode(#[from] serde_json::Error),
     #[error("the guest's answer is unreadable")]
     Protocol(#[from] shared::guest::ProtocolError),
+    /// A backend that runs jobs elsewhere (the server's cluster mode) cannot reach them.
+    #[error("the remote executor is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "the namespace sandbox must run as root (it mounts the image and creates namespaces); \
          run as root or use the microVM backend"

@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the web app and the HTTP API.
     Serve(crate::serve::ServeArgs),
+    /// Take jobs from a NATS JetStream work queue and run them (cluster mode; docs/SCALING.md).
+    Worker(crate::cluster::worker::WorkerArgs),
     /// Run a container on input files in a microVM and print its output.
     ///
     /// Exits with the program's exit status (128+N for signal N, 124 on timeout, 137 when out

@@ -14,12 +14,15 @@
 //! 4. The other commands use the same pieces: [`run_cmd`] (`pe run`, one job), [`image_cmd`]
 //!    (`pe image`, with the `images` crate), [`archive`] (`pe archive`, the shared cpio codec),
 //!    [`doctor`] (what this host can run) and [`gc`] (old cache entries, leftover directories).
+//! 5. Cluster mode ([`cluster`]): `pe serve --nats` hands jobs to `pe worker`s through NATS
+//!    JetStream instead of a local pool, and `--database postgres://` shares the store.
 #![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod convert;
 pub mod doctor;
 pub mod executor_config;

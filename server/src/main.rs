@@ -51,6 +51,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(server::serve::run(&cli.executor, catalog, args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker(args) => {
+            init_logging();
+            runtime()?.block_on(server::cluster::worker::run(&cli.executor, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Gc { days, data_dir } => {
             let data_dir = data_dir.unwrap_or_else(server::serve::default_data_dir);
             runtime()?.block_on(server::gc::run(&cli.executor, &data_dir, days))

@@ -29,7 +29,18 @@ pub struct ServeArgs {
     /// Where the database and the result cache live [default: ~/.local/share/program-explorer].
     #[arg(long, env = "PE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Job slots (VMs at once) [default: cores - 1, at least 1].
+    /// Keep permalinks, usage and the result cache in this PostgreSQL database
+    /// (`postgres://USER@HOST:PORT/DB`) instead of SQLite in the data directory: what the
+    /// servers of a cluster share (docs/SCALING.md). Its schema is migrated at start.
+    #[arg(long, env = "PE_DATABASE")]
+    pub database: Option<String>,
+    /// Cluster mode: run no VMs here, hand every job to `pe worker`s through this NATS server
+    /// (with JetStream), `nats://HOST:PORT`. Use with `--database postgres://...` so that all
+    /// servers share links and the result cache (docs/SCALING.md).
+    #[arg(long, env = "PE_NATS")]
+    pub nats: Option<String>,
+    /// Job slots (VMs at once) [default: cores - 1, at least 1; with --nats: jobs this server
+    /// waits for at once, default 64].
     #[arg(long, env = "PE_SLOTS")]
     pub slots: Option<usize>,
     /// Jobs that may wait for a slot; more are refused with 503.
@@ -122,11 +133,23 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     let data_dir = args.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store =
-        Store::open(&data_dir, args.cache_mib * 1024 * 1024).context("cannot open the database")?;
-    let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
+    let store = Store::from_url(args.database.as_deref(), &data_dir, args.cache_mib * 1024 * 1024)
+        .await
+        .context("cannot open the database")?;
+    let cluster = match &args.nats {
+        Some(url) => Some(crate::cluster::remote::start_for_server(url).await?),
+        None => None,
+    };
+    let chosen = match &cluster {
+        Some(remote) => crate::cluster::remote::chosen(remote),
+        None => exec.choose_backend().await.context("cannot create the work directory")?,
+    };
     tracing::info!(backend = %chosen.name, reason = %chosen.reason, ready = chosen.ready, "backend chosen");
-    let slots = args.slots.unwrap_or_else(pool::default_slots);
+    let slots = match (&cluster, args.slots) {
+        (_, Some(slots)) => slots,
+        (Some(_), None) => crate::cluster::remote::DEFAULT_WAITING,
+        (None, None) => pool::default_slots(),
+    };
     let typical = if chosen.name == "tcg" { 3 } else { 1 };
     let limits = JobLimits {
         timeout: Duration::from_secs(
@@ -211,6 +234,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             first_wait: crate::http::live::FIRST_WAIT,
             open: Arc::default(),
         },
+        cluster,
     });
     if let (Some(warm), true) = (state.warm.clone(), args.warm_refresh_secs > 0) {
         // Usage changes and images get rebuilt (a new digest): follow both.

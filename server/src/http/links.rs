@@ -41,7 +41,7 @@ async fn create(State(state): State<SharedState>, req: Request) -> Result<Respon
     // Canonical: serde_json writes struct fields in order and maps sorted (BTreeMap).
     let canonical = serde_json::to_string(&playground).map_err(AppError::internal)?;
     let id = link_id(&canonical);
-    state.store.put_link(id.clone(), canonical).await.map_err(AppError::internal)?;
+    state.store.put_link(id.clone(), canonical).await.map_err(store_error)?;
     let url = format!("/l/{id}");
     Ok((StatusCode::CREATED, Json(LinkCreated { id, url })).into_response())
 }
@@ -86,12 +86,19 @@ async fn fetch(
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(not_found());
     }
-    let stored = state
-        .store
-        .get_link(id.clone())
-        .await
-        .map_err(AppError::internal)?
-        .ok_or_else(not_found)?;
+    let stored =
+        state.store.get_link(id.clone()).await.map_err(store_error)?.ok_or_else(not_found)?;
     let playground: PlaygroundState = serde_json::from_str(&stored).map_err(AppError::internal)?;
     Ok(Json(playground).into_response())
+}
+
+/// A database that is down is a 503 the client may retry (runs keep working meanwhile); any
+/// other store failure is internal.
+fn store_error(err: crate::store::StoreError) -> AppError {
+    if err.is_unavailable() {
+        tracing::warn!(error = %shared::error::chain(&err), "the link database is unavailable");
+        AppError::Unavailable("permalinks are unavailable for now (the database does not answer); runs still work, retry the link later".into())
+    } else {
+        AppError::internal(err)
+    }
 }

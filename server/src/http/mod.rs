@@ -85,6 +85,8 @@ pub struct AppState {
     pub site: pages::Site,
     /// Live runs' limits and open sockets.
     pub live: live::LiveConfig,
+    /// Cluster mode: the work queue the pool's jobs go to (`pe serve --nats`).
+    pub cluster: Option<crate::cluster::remote::Remote>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -40,6 +40,8 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     })
     .await
     .unwrap_or_default();
+    let mut problems = problems;
+    problems.extend(crate::cluster::health::problems(&state).await);
     let ready = !problems.iter().any(|p| p.fatal);
     let warm = state.warm.as_ref().map(|w| w.stats()).unwrap_or_default();
     let body = json!({
@@ -73,6 +75,7 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
         snapshot_templates: gauge(warm.templates),
         snapshot_template_bytes: i64::try_from(warm.template_bytes).unwrap_or(i64::MAX),
     });
+    let text = crate::cluster::health::with_metrics(&state, text).await;
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 

@@ -381,6 +381,7 @@ fn exec_error(err: executor::ExecError) -> AppError {
         ExecError::WorkDir { .. }
         | ExecError::Spawn { .. }
         | ExecError::ShuttingDown(_)
+        | ExecError::Unavailable(_)
         | ExecError::Image(_) => AppError::CannotRun(err.into()),
         _ => AppError::internal(err),
     }

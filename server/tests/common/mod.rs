@@ -2,6 +2,7 @@
 //! backend standing in for the VMs, and helpers to build requests and check answers.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod cluster;
 pub mod real;
 
 use std::sync::Arc;
@@ -141,6 +142,7 @@ pub fn harness_with_static(
             first_wait: Duration::from_millis(300),
             open: Arc::default(),
         },
+        cluster: None,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }

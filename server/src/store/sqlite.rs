@@ -1,5 +1,5 @@
-//! The server's SQLite database (permalinks and the result cache's index) and the on-disk
-//! result cache.
+//! The embedded store: SQLite (permalinks, usage and the result cache's index) and the
+//! on-disk result cache.
 //!
 //! The cache keeps each result as one file `<data>/cache/<key>` holding the archive-form answer
 //! (`<u32 len><RunResult JSON><cpio>`), and one row per file (key, size, last use) so it can be
@@ -11,28 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Why the store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error")]
-    Sql(#[from] rusqlite::Error),
-    #[error("cannot use {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the database worker stopped")]
-    Join(#[from] tokio::task::JoinError),
-}
+use super::{BoxFuture, StoreError, now};
 
 /// SQLite plus the cache directory. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Sqlite {
     db: Arc<Mutex<Db>>,
     cache_dir: PathBuf,
     cache_budget: u64,
@@ -51,13 +37,50 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Cache rows read per step of an eviction.
 const EVICT_BATCH: i64 = 32;
 
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+impl super::Backend for Sqlite {
+    fn put_link(&self, id: String, state: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.put_link(id, state))
+    }
+    fn get_link(&self, id: String) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(self.get_link(id))
+    }
+    fn cache_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(self.cache_get(key))
+    }
+    fn cache_put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.cache_put(key, bytes))
+    }
+    fn record_run(&self, container: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.record_run(container))
+    }
+    fn most_used(
+        &self,
+        limit: usize,
+        within_secs: i64,
+    ) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.most_used(limit, within_secs))
+    }
+    fn cache_size(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.cache_size())
+    }
+    fn gc(&self, max_age_secs: i64) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(self.gc(max_age_secs))
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.with_db(|db| Ok(db.query_row("SELECT 1", [], |_| Ok(()))?)))
+    }
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating) `<data_dir>/pe.sqlite3` and `<data_dir>/cache/`.
-    pub fn open(data_dir: &Path, cache_budget: u64) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path, cache_budget: u64) -> Result<Sqlite, StoreError> {
         let cache_dir = data_dir.join("cache");
         std::fs::create_dir_all(&cache_dir)
             .map_err(|source| StoreError::Io { path: cache_dir.clone(), source })?;
@@ -75,7 +98,7 @@ impl Store {
         )?;
         let cache_total: i64 =
             db.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
-        Ok(Store {
+        Ok(Sqlite {
             db: Arc::new(Mutex::new(Db { conn: db, cache_total })),
             cache_dir,
             cache_budget,
@@ -277,7 +300,7 @@ mod tests {
     #[tokio::test]
     async fn links_round_trip_and_are_immutable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Sqlite::open(dir.path(), 1 << 20).unwrap();
         store.put_link("abc".into(), "{\"x\":1}".into()).await.unwrap();
         store.put_link("abc".into(), "{\"x\":2}".into()).await.unwrap();
         assert_eq!(store.get_link("abc".into()).await.unwrap().as_deref(), Some("{\"x\":1}"));
@@ -287,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn usage_ranks_containers_by_runs_and_forgets_old_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Sqlite::open(dir.path(), 1 << 20).unwrap();
         for (container, runs) in [("gcc", 3), ("python", 5), ("jq", 1), ("old", 9)] {
             for _ in 0..runs {
                 store.record_run(container.into()).await.unwrap();
@@ -304,7 +327,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_is_bounded_and_evicts_the_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1000).unwrap();
+        let store = Sqlite::open(dir.path(), 1000).unwrap();
         store.cache_put("a", vec![1; 200]).await.unwrap();
         store.cache_put("b", vec![2; 200]).await.unwrap();
         // Make "a" the oldest by use time.
@@ -332,14 +355,14 @@ mod tests {
             .unwrap();
         assert_eq!(store.cache_size().await.unwrap(), summed as u64);
         drop(store);
-        let reopened = Store::open(dir.path(), 1000).unwrap();
+        let reopened = Sqlite::open(dir.path(), 1000).unwrap();
         assert_eq!(reopened.cache_size().await.unwrap(), summed as u64);
     }
 
     #[tokio::test]
     async fn concurrent_writers_of_one_key_each_use_a_file_of_their_own() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let store = Sqlite::open(dir.path(), 1 << 30).unwrap();
         let writers: Vec<_> = (0..32u8)
             .map(|n| {
                 let store = store.clone();
