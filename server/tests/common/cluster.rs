@@ -121,7 +121,7 @@ pub struct Nats {
 }
 
 /// nats-server from the Debian package.
-pub const NATS_SERVER: &str = "/usr/bin/nats-server";
+pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 impl Nats {
     pub fn start() -> Nats {
@@ -174,5 +174,99 @@ impl Nats {
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A `pe worker` process, killed (SIGKILL) when dropped; its log printed if a test fails.
+pub struct Worker {
+    pub child: Child,
+    /// Its `/metrics` and `/readyz`.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Worker {
+    /// Starts `pe --backend BACKEND worker` and waits until it is connected.
+    pub fn start(nats: &Nats, backend: &str, extra: &[&str]) -> Worker {
+        let dir = tempfile::Builder::new().prefix("pe-worker-").tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pe"))
+            .args(["--backend", backend, "worker", "--nats", &nats.url(), "--slots", "1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("PE_WORK_DIR", dir.path())
+            .env("RUST_LOG", "warn,server=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let worker = Worker { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(super::real::http(port, "GET", "/readyz", "", ""), Ok((200, _, _))) {
+            assert!(Instant::now() < deadline, "pe worker did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        worker
+    }
+
+    /// A counter or gauge of its /metrics (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(self.port, name)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default();
+            eprintln!("--- worker on port {}: its log ---\n{log}", self.port);
+        }
+        self.kill9();
+    }
+}
+
+/// A sample of `/metrics` on `port`: the first line starting with `name` (with its labels),
+/// 0 when there is none.
+pub fn metric(port: u16, name: &str) -> f64 {
+    let (_, _, text) = super::real::http(port, "GET", "/metrics", "", "").unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// NATS, PostgreSQL and `servers` servers in cluster mode (workers are started by the test).
+pub struct Cluster {
+    pub nats: Nats,
+    pub pg: Postgres,
+    pub servers: Vec<super::real::Server>,
+}
+
+impl Cluster {
+    pub fn start(servers: usize) -> Cluster {
+        let nats = Nats::start();
+        let pg = Postgres::start();
+        let servers = (0..servers)
+            .map(|_| {
+                super::real::start_server(&[
+                    ("PE_NATS", &nats.url()),
+                    ("PE_DATABASE", &pg.url()),
+                    ("PE_RATE_PER_MINUTE", "0"),
+                    ("RUST_LOG", "warn,server=info"),
+                ])
+            })
+            .collect();
+        Cluster { nats, pg, servers }
+    }
+
+    pub fn port(&self, n: usize) -> u16 {
+        self.servers[n].port
     }
 }

@@ -1,0 +1,187 @@
+//! Cluster mode end to end: real nats-server (JetStream) and PostgreSQL started by the test,
+//! `pe serve --nats --database` servers and `pe worker`s as processes. Most tests run jobs on
+//! the sandbox backend (fast); one uses real microVMs. Needs scripts/setup.sh (nats-server,
+//! postgresql, the busybox image); a missing part fails the test, it never skips.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{Cluster, Nats, Postgres, Worker, metric};
+use common::real::{http, run_json, start_server};
+use serde_json::{Value, json};
+
+fn script(text: &str) -> String {
+    json!({"container": "busybox", "files": [{"path": "main.sh", "content": text}]}).to_string()
+}
+
+fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_servers_two_workers_share_runs_links_and_the_cache() {
+    let cluster = Cluster::start(2);
+    let workers = [
+        Worker::start(&cluster.nats, "sandbox", &[]),
+        Worker::start(&cluster.nats, "sandbox", &[]),
+    ];
+    // Runs through either server.
+    for (n, server) in [0, 1].into_iter().enumerate() {
+        let (status, _, body) = run_json(cluster.port(server), &script(&format!("echo run {n}")));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "exited");
+        assert_eq!(body["stdout"], format!("run {n}\n"));
+        assert_eq!(body["backend"]["kind"], "sandbox");
+        assert_eq!(body["cached"], false);
+    }
+    // A cache hit across servers: run on 0, the same run on 1 comes from the shared cache.
+    let body = script("echo cached $((6*7))");
+    let (_, _, first) = run_json(cluster.port(0), &body);
+    assert_eq!(first["cached"], false);
+    let (status, _, second) = run_json(cluster.port(1), &body);
+    assert_eq!(status, 200);
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(second["stdout"], "cached 42\n");
+    // A permalink made on one server opens on the other.
+    let state =
+        json!({"container": "busybox", "files": [{"path": "main.sh", "content": "echo hi"}]});
+    let (status, _, made) =
+        http(cluster.port(0), "POST", "/api/v1/links", "application/json", &state.to_string())
+            .unwrap();
+    assert_eq!(status, 201, "{made}");
+    let id = serde_json::from_str::<Value>(&made).unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, _, opened) =
+        http(cluster.port(1), "GET", &format!("/api/v1/links/{id}"), "", "").unwrap();
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(serde_json::from_str::<Value>(&opened).unwrap()["files"][0]["content"], "echo hi");
+    // Both workers' results add up to the runs that reached them; the servers are ready.
+    let ran: f64 =
+        workers.iter().map(|w| w.metric("pe_worker_results_total{status=\"exited\"}")).sum();
+    assert_eq!(ran, 3.0, "three runs reached the workers (one was a cache hit)");
+    for server in [0, 1] {
+        let (status, _, ready) = http(cluster.port(server), "GET", "/readyz", "", "").unwrap();
+        assert_eq!(status, 200, "{ready}");
+        assert!(metric(cluster.port(server), "pe_cluster_nats_connected") == 1.0);
+    }
+    assert_eq!(metric(cluster.port(0), "pe_cluster_published_total"), 2.0);
+}
+
+#[test]
+fn a_worker_killed_mid_job_its_job_completes_on_another() {
+    let cluster = Cluster::start(1);
+    let mut first = Worker::start(&cluster.nats, "sandbox", &[]);
+    let port = cluster.port(0);
+    let run = std::thread::spawn(move || run_json(port, &script("sleep 2; echo survived")));
+    wait_until("the job to reach the first worker", 20, || {
+        first.metric("pe_worker_in_flight") == 1.0
+    });
+    first.kill9();
+    let started = Instant::now();
+    let second = Worker::start(&cluster.nats, "sandbox", &[]);
+    let (status, _, body) = run.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "survived\n");
+    assert!(second.metric("pe_worker_redeliveries_total") >= 1.0, "the job was redelivered");
+    // The ack wait is 4 s: the job moved on within seconds, not after its 10 s deadline.
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_full_queue_is_503_busy_and_a_client_that_leaves_cancels_its_job() {
+    let nats = Nats::start();
+    let pg = Postgres::start();
+    // This worker makes the stream: one job at most, waiting or running.
+    let worker = Worker::start(&nats, "sandbox", &["--queue-max", "1"]);
+    let server = start_server(&[
+        ("PE_NATS", &nats.url()),
+        ("PE_DATABASE", &pg.url()),
+        ("PE_RATE_PER_MINUTE", "0"),
+    ]);
+    let port = server.port;
+    // The client gives up after 1 s on a job of 8 s.
+    let leaver = std::thread::spawn(move || {
+        let body = script("sleep 8; echo too late");
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "1", "-H", "content-type: application/json", "-d", &body])
+            .arg(format!("http://127.0.0.1:{port}/api/v1/run"))
+            .status()
+            .unwrap()
+    });
+    wait_until("the job to run", 20, || worker.metric("pe_worker_in_flight") == 1.0);
+    // The stream holds one job: the next is refused at once.
+    let (status, headers, body) = run_json(port, &script("echo next"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "busy");
+    assert!(headers.contains("retry-after:"), "{headers}");
+    assert!(metric(port, "pe_cluster_refused_full_total") >= 1.0);
+    leaver.join().unwrap();
+    // The client went away: the worker hears the cancel and ends the run long before 8 s.
+    let left = Instant::now();
+    wait_until("the worker to cancel", 5, || worker.metric("pe_worker_cancelled_total") == 1.0);
+    assert_eq!(worker.metric("pe_worker_in_flight"), 0.0);
+    assert!(left.elapsed() < Duration::from_secs(5));
+    // The slot is free again.
+    let (status, _, body) = run_json(port, &script("echo after"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "after\n");
+}
+
+#[test]
+fn nats_down_for_5_s_gives_503_then_recovers_and_postgres_down_only_stops_links() {
+    let mut cluster = Cluster::start(1);
+    let _worker = Worker::start(&cluster.nats, "sandbox", &[]);
+    let port = cluster.port(0);
+    let (status, _, _) = run_json(port, &script("echo before"));
+    assert_eq!(status, 200);
+
+    // NATS stops for 5 s: runs are refused with a clear 503, readiness says why.
+    cluster.nats.kill();
+    let down = Instant::now();
+    let (status, _, body) = run_json(port, &script("echo during"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, _, ready) = http(port, "GET", "/readyz", "", "").unwrap();
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("nats_unreachable"), "{ready}");
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(down.elapsed()));
+    cluster.nats.start_again();
+    // Back without restarting anything.
+    wait_until("the server and worker to reconnect", 20, || {
+        run_json(port, &script("echo after")).0 == 200
+    });
+
+    // PostgreSQL goes down: links answer 503, runs keep working (uncached).
+    cluster.pg.stop();
+    let link = json!({"container": "busybox"}).to_string();
+    let (status, _, body) = http(port, "POST", "/api/v1/links", "application/json", &link).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("permalinks are unavailable"), "{body}");
+    let (status, _, body) = http(port, "GET", "/api/v1/links/abcdefabcdef", "", "").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let (status, _, body) = run_json(port, &script("echo no database"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "no database\n");
+    let (status, _, ready) = http(port, "GET", "/readyz", "", "").unwrap();
+    assert_eq!(status, 200, "PostgreSQL down is reported, not fatal: {ready}");
+    assert!(ready.contains("database_unreachable"), "{ready}");
+    // It comes back: links work again.
+    cluster.pg.start_again();
+    let (status, _, body) = http(port, "POST", "/api/v1/links", "application/json", &link).unwrap();
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn a_worker_runs_jobs_in_real_microvms() {
+    let cluster = Cluster::start(1);
+    let _worker = Worker::start(&cluster.nats, "microvm", &[]);
+    let (status, _, body) = run_json(cluster.port(0), &script("echo vm $((6*7)); uname -r"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "exited");
+    assert!(body["stdout"].as_str().unwrap().starts_with("vm 42\n"), "{body}");
+    assert_eq!(body["backend"]["kind"], "microvm");
+}
