@@ -125,6 +125,14 @@ pub enum ImageCommand {
     },
     /// Remove a built image.
     Rm { id: String },
+    /// Upload a built image to the cluster's object store under its digest, for workers
+    /// that lack it (docs/SCALING.md).
+    Push {
+        id: String,
+        /// The cluster's NATS server: `nats://HOST:PORT`.
+        #[arg(long, env = "PE_NATS")]
+        nats: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,7 @@ pub async fn run(
         }
         ImageCommand::Info { id } => info(exec, catalog, &id),
         ImageCommand::Test { ids, all } => test(exec, &select(catalog, ids, all)?).await,
+        ImageCommand::Push { id, nats } => crate::cluster::images::push(exec, &id, &nats).await,
         ImageCommand::Rm { id } => {
             if exec.images().remove(&id)? {
                 println!("removed {id}");

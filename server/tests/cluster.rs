@@ -185,3 +185,59 @@ fn a_worker_runs_jobs_in_real_microvms() {
     assert!(body["stdout"].as_str().unwrap().starts_with("vm 42\n"), "{body}");
     assert_eq!(body["backend"]["kind"], "microvm");
 }
+
+#[test]
+fn a_worker_without_an_image_fetches_it_by_digest_and_refuses_a_tampered_one() {
+    let cluster = Cluster::start(1);
+    // The worker's image store is empty.
+    let empty = tempfile::tempdir().unwrap();
+    let cache = empty.path().to_str().unwrap();
+    let worker = Worker::start_with_env(&cluster.nats, "sandbox", &[], &[("PE_CACHE_DIR", cache)]);
+    let images =
+        images::ImageStore::new(server::executor_config::default_cache_dir().join("images"));
+    let busybox = images.resolve("busybox").expect("the busybox image is built (scripts/setup.sh)");
+
+    // Not pushed yet: the job fails to start, and says why.
+    let (status, _, body) = run_json(cluster.port(0), &script("echo fetched"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed_to_start");
+    assert!(body["message"].as_str().unwrap().contains("pe image push"), "{body}");
+
+    // Pushed: the worker fetches it, checks the digest, keeps it and runs the job.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pe"))
+        .args(["image", "push", "busybox", "--nats", &cluster.nats.url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, _, body) = run_json(cluster.port(0), &script("echo fetched"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "fetched\n", "{body}");
+    let hex = busybox.digest.strip_prefix("sha256:").unwrap();
+    let kept = empty.path().join("images/sha256").join(hex);
+    assert_eq!(std::fs::read(&kept).unwrap(), std::fs::read(&busybox.path).unwrap());
+    assert_eq!(worker.metric("pe_worker_images_fetched_total"), 1.0);
+
+    // A tampered object under another image's digest is refused, and not kept.
+    let catalog = server::catalog::Catalog::embedded().unwrap();
+    let other = catalog
+        .iter()
+        .filter(|e| e.meta.id != "busybox")
+        .find_map(|e| images.resolve(&e.meta.id).ok())
+        .expect("a second container's image is built");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let bucket = server::cluster::images::open_bucket(&cluster.nats.url()).await.unwrap();
+        let mut tampered: &[u8] = b"not the image you are looking for";
+        server::cluster::images::upload(&bucket, &other.digest, &mut tampered).await.unwrap();
+    });
+    let request = json!({"container": other.id, "argv": ["true"]}).to_string();
+    let (status, _, body) = run_json(cluster.port(0), &request);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed_to_start", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("refused") && message.contains(&other.digest), "{message}");
+    assert_eq!(worker.metric("pe_worker_images_refused_total"), 2.0, "missing, then tampered");
+    let other_hex = other.digest.strip_prefix("sha256:").unwrap();
+    assert!(!empty.path().join("images/sha256").join(other_hex).exists());
+    assert_eq!(std::fs::read_dir(empty.path().join("images/tmp")).unwrap().count(), 0);
+}

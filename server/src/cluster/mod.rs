@@ -8,13 +8,16 @@
 //! 2. [`remote::Remote`] is the server's executor backend: it publishes a job ([`wire`]),
 //!    waits for its result on the server's own subject, and cancels the job when the caller
 //!    goes away or the deadline passes.
-//! 3. [`worker`] is `pe worker`: it pulls a job only when one of its slots is free, keeps the
+//! 3. [`images`]: images by digest in the object store (`pe image push`); a worker fetches
+//!    the image a job names when it lacks it, and refuses one whose sha256 differs.
+//! 4. [`worker`] is `pe worker`: it pulls a job only when one of its slots is free, keeps the
 //!    message alive with in-progress acks while the job runs in the local executor, publishes
 //!    the result to the job's reply subject, then acks.
 //!
 //! Nothing outside this module knows NATS exists.
 
 pub mod health;
+pub mod images;
 pub mod remote;
 pub mod wire;
 pub mod worker;

@@ -56,20 +56,28 @@ pub struct WorkerStats {
     pub redeliveries: AtomicU64,
     pub cancelled: AtomicU64,
     pub expired: AtomicU64,
-    pub refused: AtomicU64,
+    /// Images fetched from the object store, and refused (digest mismatch, missing).
+    pub images_fetched: AtomicU64,
+    pub images_refused: AtomicU64,
     /// Results by status (`exited`, `timeout`, ...).
     pub by_status: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// One worker process.
-#[derive(Debug)]
 pub struct Worker {
     pub id: String,
     client: async_nats::Client,
     shared: Shared,
     pool: Pool,
     images: ImageStore,
+    image_bucket: async_nats::jetstream::object_store::ObjectStore,
     pub stats: WorkerStats,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id).field("pool", &self.pool).finish()
+    }
 }
 
 pub async fn run(exec: &ExecutorArgs, args: WorkerArgs) -> anyhow::Result<()> {
@@ -93,12 +101,17 @@ pub async fn run(exec: &ExecutorArgs, args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))
         .context("cannot find the consumer")?;
+    let image_bucket = super::images::bucket(&js)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("cannot open the images bucket")?;
     let worker = Arc::new(Worker {
         id: format!("{}-{}", hostname(), &super::random_id()[..8]),
         client,
         shared,
         pool,
         images: exec.images(),
+        image_bucket,
         stats: WorkerStats::default(),
     });
     if let Some(listen) = args.listen {
@@ -241,12 +254,18 @@ impl Worker {
     async fn execute(&self, job: &Job) -> JobOutput {
         let ran_on = executor::job::RanOn { backend: "remote", accel: None, start: "cold" };
         if !job.image.path.is_file() {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let why = format!(
-                "the image {} ({}) is not on worker {}",
-                job.image.id, job.image.digest, self.id
-            );
-            return JobOutput::empty(Outcome::FailedToStart(why), ran_on, 0);
+            match super::images::fetch(&self.image_bucket, &self.images, &job.image.digest).await {
+                Ok(path) => {
+                    self.stats.images_fetched.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(image = %job.image.id, digest = %job.image.digest, path = %path.display(), "image fetched and verified");
+                }
+                Err(err) => {
+                    self.stats.images_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(image = %job.image.id, error = %chain(&err), "image refused");
+                    let why = format!("worker {}: {err}", self.id);
+                    return JobOutput::empty(Outcome::FailedToStart(why), ran_on, 0);
+                }
+            }
         }
         match self.pool.try_submit(job).await {
             Ok(output) => output,
@@ -302,7 +321,8 @@ impl Worker {
             ("redeliveries", &s.redeliveries),
             ("cancelled", &s.cancelled),
             ("expired", &s.expired),
-            ("image_missing", &s.refused),
+            ("images_fetched", &s.images_fetched),
+            ("images_refused", &s.images_refused),
         ] {
             let _ = writeln!(
                 out,

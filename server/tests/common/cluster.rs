@@ -188,9 +188,20 @@ pub struct Worker {
 impl Worker {
     /// Starts `pe --backend BACKEND worker` and waits until it is connected.
     pub fn start(nats: &Nats, backend: &str, extra: &[&str]) -> Worker {
+        Worker::start_with_env(nats, backend, extra, &[])
+    }
+
+    /// [`Worker::start`] with more environment variables.
+    pub fn start_with_env(
+        nats: &Nats,
+        backend: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
         let dir = tempfile::Builder::new().prefix("pe-worker-").tempdir().unwrap();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_pe"))
+            .envs(env.iter().copied())
             .args(["--backend", backend, "worker", "--nats", &nats.url(), "--slots", "1"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
