@@ -241,3 +241,33 @@ fn a_worker_without_an_image_fetches_it_by_digest_and_refuses_a_tampered_one() {
     assert!(!empty.path().join("images/sha256").join(other_hex).exists());
     assert_eq!(std::fs::read_dir(empty.path().join("images/tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_job_whose_every_worker_dies_gets_an_error_result_after_the_last_delivery() {
+    let cluster = Cluster::start(1);
+    let port = cluster.port(0);
+    let run = std::thread::spawn(move || run_json(port, &script("sleep 9; echo never")));
+    let started = Instant::now();
+    // Three deliveries (the bound), each to a worker killed with -9 mid-job.
+    for delivery in 1..=3 {
+        let mut worker = Worker::start(&cluster.nats, "sandbox", &[]);
+        wait_until(&format!("delivery {delivery}"), 20, || {
+            worker.metric("pe_worker_in_flight") == 1.0
+        });
+        worker.kill9();
+    }
+    // A worker that keeps pulling (JetStream checks a message's deliveries when it would
+    // deliver it again) never gets the job.
+    let late = Worker::start(&cluster.nats, "sandbox", &[]);
+    let (status, _, body) = run.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed_to_start", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("3 times"), "{body}");
+    assert_eq!(metric(port, "pe_cluster_gave_up_total"), 1.0);
+    // Answered when JetStream gave up, well before the request's deadline (10 s + 30 s).
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    // The job is gone from the stream: nothing was delivered to the last worker.
+    assert_eq!(late.metric("pe_worker_in_flight"), 0.0);
+    assert_eq!(late.metric("pe_worker_redeliveries_total"), 0.0);
+    assert_eq!(metric(port, "pe_cluster_queue_depth"), 0.0);
+}

@@ -66,6 +66,7 @@ pub async fn with_metrics(state: &SharedState, text: String) -> String {
         ("duplicate_results", &s.duplicate_results),
         ("cancelled", &s.cancelled),
         ("deadline_passed", &s.deadline_passed),
+        ("gave_up", &s.gave_up),
     ] {
         let _ = writeln!(
             extra,

@@ -8,7 +8,10 @@
 //! 2. [`Remote::run`] publishes the job (`Nats-Msg-Id` = job id, so a retried publish is not
 //!    a second job) and waits for its result until the job's deadline. A full stream (discard
 //!    new) is [`ExecError::Busy`]; NATS unreachable is [`ExecError::Unavailable`].
-//! 3. A request that ends first (the client went away, the deadline passed) drops the wait:
+//! 3. A job whose last delivery is never acked (each worker that had it died) is answered
+//!    with a `failed_to_start` result that says so, as soon as JetStream's max-deliveries
+//!    advisory names it, rather than at the deadline.
+//! 4. A request that ends first (the client went away, the deadline passed) drops the wait:
 //!    the job is deleted from the stream if no worker has it yet, and `pe.cancel.<job>` tells
 //!    the worker that has it to end the VM.
 
@@ -39,9 +42,33 @@ pub struct RemoteStats {
     pub duplicate_results: AtomicU64,
     pub cancelled: AtomicU64,
     pub deadline_passed: AtomicU64,
+    /// Jobs JetStream stopped delivering (their last delivery was never acked).
+    pub gave_up: AtomicU64,
 }
 
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<bytes::Bytes>>>>;
+/// What a waiting request gets.
+#[derive(Debug)]
+enum Answer {
+    /// A result frame.
+    Result(bytes::Bytes),
+    /// JetStream gave up: the job was delivered this many times and never acked.
+    GaveUp { deliveries: i64 },
+}
+
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
+/// The stream sequence of each job this server waits for, to job id.
+type Sequences = Arc<Mutex<HashMap<u64, String>>>;
+
+/// The advisory JetStream publishes when a message reached its last delivery unacked.
+#[derive(Debug, serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: i64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Publishes jobs, awaits results.
 #[derive(Debug, Clone)]
@@ -50,6 +77,7 @@ pub struct Remote {
     shared: Shared,
     server_id: String,
     waiting: Waiting,
+    sequences: Sequences,
     pub stats: Arc<RemoteStats>,
 }
 
@@ -76,8 +104,42 @@ impl Remote {
             .subscribe(format!("{RESULT_PREFIX}.{server_id}.*"))
             .await
             .map_err(RemoteError::Subscribe)?;
-        let remote =
-            Remote { client, shared, server_id, waiting: Arc::default(), stats: Arc::default() };
+        let mut gave_up = client
+            .subscribe(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+                super::JOBS_STREAM,
+                super::WORKERS
+            ))
+            .await
+            .map_err(RemoteError::Subscribe)?;
+        let remote = Remote {
+            client,
+            shared,
+            server_id,
+            waiting: Arc::default(),
+            sequences: Arc::default(),
+            stats: Arc::default(),
+        };
+        let (waiting, sequences, stream, stats) = (
+            remote.waiting.clone(),
+            remote.sequences.clone(),
+            remote.shared.stream.clone(),
+            remote.stats.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some(msg) = gave_up.next().await {
+                let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else {
+                    continue;
+                };
+                // Only the server that published the job knows it.
+                let Some(id) = lock(&sequences).remove(&advisory.stream_seq) else { continue };
+                let _ = stream.delete_message(advisory.stream_seq).await;
+                stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                if let Some(tx) = lock(&waiting).remove(&id) {
+                    let _ = tx.send(Answer::GaveUp { deliveries: advisory.deliveries });
+                }
+            }
+        });
         let (waiting, stats) = (remote.waiting.clone(), remote.stats.clone());
         tokio::spawn(async move {
             while let Some(msg) = results.next().await {
@@ -86,7 +148,7 @@ impl Remote {
                 match waiter {
                     Some(tx) => {
                         stats.results.fetch_add(1, Ordering::Relaxed);
-                        let _ = tx.send(msg.payload);
+                        let _ = tx.send(Answer::Result(msg.payload));
                     }
                     None => {
                         stats.duplicate_results.fetch_add(1, Ordering::Relaxed);
@@ -151,9 +213,19 @@ impl Remote {
             }
         };
         guard.seq = Some(ack.sequence);
+        lock(&self.sequences).insert(ack.sequence, id.clone());
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let bytes = match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(bytes)) => bytes,
+            Ok(Ok(Answer::Result(bytes))) => bytes,
+            Ok(Ok(Answer::GaveUp { deliveries })) => {
+                guard.done = true;
+                let why = format!(
+                    "the job was given to a worker {deliveries} times and none finished it \
+                     (the workers stopped or died); retry later"
+                );
+                let ran_on = executor::job::RanOn { backend: "remote", accel: None, start: "cold" };
+                return Ok(JobOutput::empty(executor::Outcome::FailedToStart(why), ran_on, 0));
+            }
             Ok(Err(_)) | Err(_) => {
                 self.stats.deadline_passed.fetch_add(1, Ordering::Relaxed);
                 return Err(unavailable(RemoteError::Deadline(wait)));
@@ -184,7 +256,10 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.remote.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        lock(&self.remote.waiting).remove(&self.id);
+        if let Some(seq) = self.seq {
+            lock(&self.remote.sequences).remove(&seq);
+        }
         if self.done {
             return;
         }
