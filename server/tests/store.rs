@@ -75,3 +75,54 @@ async fn postgres_behaves_migrates_once_and_survives_a_restart() {
     let late = Store::postgres(&pg.url(), 1000).await.unwrap();
     assert_eq!(late.get_link("abc".into()).await.unwrap().as_deref(), Some("{\"x\":1}"));
 }
+
+/// The measurement behind the choice of PostgreSQL for the shared result cache (docs/
+/// SCALING.md): put then get N answers of a few sizes through PostgreSQL's `cache` table and
+/// through a JetStream object store bucket, on loopback. Run with
+/// `cargo test -p server --test store -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn shared_cache_postgres_vs_object_store() {
+    use common::cluster::Nats;
+    use std::time::Instant;
+    let pg = Postgres::start();
+    let nats = Nats::start();
+    let store = Store::postgres(&pg.url(), 1 << 30).await.unwrap();
+    let bucket = server::cluster::images::open_bucket(&nats.url()).await.unwrap();
+    const N: usize = 200;
+    for size in [4 << 10, 64 << 10, 512 << 10] {
+        let data = vec![7u8; size];
+        let t = Instant::now();
+        for i in 0..N {
+            store.cache_put(&format!("k{size}-{i}"), data.clone()).await.unwrap();
+        }
+        let pg_put = t.elapsed() / N as u32;
+        let t = Instant::now();
+        for i in 0..N {
+            assert_eq!(
+                store.cache_get(&format!("k{size}-{i}")).await.unwrap().unwrap().len(),
+                size
+            );
+        }
+        let pg_get = t.elapsed() / N as u32;
+        let t = Instant::now();
+        for i in 0..N {
+            let digest = format!("sha256:{:064x}", size * 1000 + i);
+            server::cluster::images::upload(&bucket, &digest, &mut data.as_slice()).await.unwrap();
+        }
+        let os_put = t.elapsed() / N as u32;
+        let t = Instant::now();
+        for i in 0..N {
+            let name = format!("sha256-{:064x}", size * 1000 + i);
+            let mut object = bucket.get(name.as_str()).await.unwrap();
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await.unwrap();
+            assert_eq!(bytes.len(), size);
+        }
+        let os_get = t.elapsed() / N as u32;
+        println!(
+            "| {} KiB | {pg_put:.2?} | {pg_get:.2?} | {os_put:.2?} | {os_get:.2?} |",
+            size >> 10
+        );
+    }
+}
