@@ -6,11 +6,15 @@
 //! 2. One connection is shared (tokio-postgres pipelines concurrent queries on it); when it
 //!    breaks (the database restarted), the next call connects again. Every call has a deadline,
 //!    so a database that hangs is reported as unavailable instead of holding requests.
-//! 3. The result cache keeps each answer's bytes in its row; after a write, the least recently
-//!    used rows beyond the budget go, in one statement (a running sum over `used`).
+//! 3. The result cache keeps each answer's bytes in its row. Once this process has written a
+//!    sixteenth of the budget since it last evicted, the least recently used rows beyond the
+//!    budget go, in one statement (a running sum over `used`): the eviction's scan is paid
+//!    every few writes, not on each, and the cache stays within the budget plus what the
+//!    servers wrote since their last eviction.
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -41,6 +45,8 @@ pub struct Postgres {
     config: Config,
     client: Mutex<Option<Arc<Client>>>,
     cache_budget: i64,
+    /// Bytes this process wrote to the cache since it last evicted.
+    written: AtomicI64,
 }
 
 impl Postgres {
@@ -54,6 +60,7 @@ impl Postgres {
             config,
             client: Mutex::new(Some(Arc::new(client))),
             cache_budget: cache_budget.min(i64::MAX as u64) as i64,
+            written: AtomicI64::new(0),
         })
     }
 
@@ -159,8 +166,13 @@ impl super::Backend for Postgres {
         bytes: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let budget = self.cache_budget;
+        let size = bytes.len() as i64;
+        let evict = size <= budget / 4
+            && self.written.fetch_add(size, Ordering::Relaxed) + size >= budget / 16;
+        if evict {
+            self.written.store(0, Ordering::Relaxed);
+        }
         Box::pin(self.call(move |c| async move {
-            let size = bytes.len() as i64;
             if size > budget / 4 {
                 return Ok(()); // one entry may not crowd out the rest
             }
@@ -170,6 +182,9 @@ impl super::Backend for Postgres {
                 &[&key, &size, &now(), &bytes],
             )
             .await?;
+            if !evict {
+                return Ok(());
+            }
             // Keep the most recently used rows whose sizes add up to the budget, this one
             // first (`used` is in seconds: ties are common).
             c.execute(
