@@ -53,7 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker(args) => {
             init_logging();
-            runtime()?.block_on(server::cluster::worker::run(&cli.executor, args))?;
+            let catalog = load_catalog(cli.meta_dir.as_deref())?;
+            runtime()?.block_on(server::cluster::worker::run(&cli.executor, &catalog, args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc { days, data_dir } => {

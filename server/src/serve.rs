@@ -324,7 +324,7 @@ fn auto_warm_spec(used: &[String], catalog: &Catalog, images: &ImageStore) -> St
 
 /// Parses `ID=N,ID=N` (or `none`) into the images to keep warm. Containers whose image is not
 /// built are skipped with a warning.
-fn warm_images(
+pub(crate) fn warm_images(
     spec: &str,
     catalog: &Catalog,
     store: &ImageStore,

@@ -176,14 +176,20 @@ fn nats_down_for_5_s_gives_503_then_recovers_and_postgres_down_only_stops_links(
 }
 
 #[test]
-fn a_worker_runs_jobs_in_real_microvms() {
+fn a_worker_runs_jobs_in_real_microvms_cold_and_warm() {
     let cluster = Cluster::start(1);
-    let _worker = Worker::start(&cluster.nats, "microvm", &[]);
+    // Warm VMs for busybox (restored from a snapshot template), cold boots for the rest.
+    let worker = Worker::start(&cluster.nats, "microvm", &["--warm", "busybox=1"]);
+    wait_until("a warm VM", 120, || {
+        let (_, _, ready) = http(worker.port, "GET", "/readyz", "", "").unwrap();
+        serde_json::from_str::<Value>(&ready).unwrap()["warm_ready"].as_u64().unwrap_or(0) >= 1
+    });
     let (status, _, body) = run_json(cluster.port(0), &script("echo vm $((6*7)); uname -r"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "exited");
     assert!(body["stdout"].as_str().unwrap().starts_with("vm 42\n"), "{body}");
     assert_eq!(body["backend"]["kind"], "microvm");
+    assert_ne!(body["backend"]["start"], "cold", "{body}");
 }
 
 #[test]

@@ -293,6 +293,7 @@ fn known(name: &str) -> &'static str {
         "tcg" => "tcg",
         "cold" => "cold",
         "warm" => "warm",
+        "snapshot" => "snapshot",
         "fake" => "fake",
         _ => "remote",
     }
@@ -394,7 +395,7 @@ mod tests {
             truncated: Truncated { stdout: true, stderr: false, files: true },
             timings: JobTimings { queue_ms: 1, boot_ms: 2, run_ms: 3, total_ms: 4 },
             usage: Usage { user_ms: 5, sys_ms: 6, max_rss_kib: 7 },
-            ran_on: RanOn { backend: "microvm", accel: Some("kvm"), start: "warm" },
+            ran_on: RanOn { backend: "microvm", accel: Some("kvm"), start: "snapshot" },
             notes: vec!["a note".into()],
         };
         let frame = encode_result("j1", "w1", &output).unwrap();

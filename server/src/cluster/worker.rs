@@ -9,7 +9,8 @@
 //!    wait is a few seconds, so a worker killed mid-job lets its job go to another worker
 //!    quickly), and while `pe.cancel.<job>` is listened to (a cancel drops the run, which ends
 //!    the VM). The result goes to the job's reply subject, then the message is acked.
-//! 4. `--listen` serves `/metrics`, `/healthz` and `/readyz` (ready while NATS is connected).
+//! 4. `--warm ID=N` keeps VMs ready (booted, or restored from a snapshot) as `pe serve` does.
+//! 5. `--listen` serves `/metrics`, `/healthz` and `/readyz` (ready while NATS is connected).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::remote::{get_blob, put_blob};
 use super::wire::{self, INLINE_MAX};
 use super::{CANCEL_PREFIX, PROGRESS_EVERY, QueueBounds, Shared, WORKERS};
+use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
+use crate::serve::WarmStartChoice;
 
 /// `pe worker` settings; every flag is also an environment variable.
 #[derive(Debug, Clone, Args)]
@@ -47,6 +50,16 @@ pub struct WorkerArgs {
     /// server's publish beyond it is answered 503 busy).
     #[arg(long, env = "PE_QUEUE_MAX", default_value_t = QueueBounds::default().max_jobs)]
     pub queue_max: i64,
+    /// Warm VMs to keep ready on this worker (microVM backend): `ID=N` per container,
+    /// comma-separated, or `none`. Jobs of other containers boot a VM of their own.
+    #[arg(long, env = "PE_WARM", default_value = "none")]
+    pub warm: String,
+    /// How warm VMs are made: `snapshot` (restored from a saved template) or `boot`.
+    #[arg(long, env = "PE_WARM_START", value_enum, default_value_t = WarmStartChoice::Snapshot)]
+    pub warm_start: WarmStartChoice,
+    /// Guest memory of the warm VMs, MiB: a job asking for other memory boots a VM of its own.
+    #[arg(long, env = "PE_MEMORY_MIB", default_value_t = shared::limits::DEFAULT_MEMORY_MIB)]
+    pub memory_mib: u32,
 }
 
 /// What a worker counts, for /metrics.
@@ -69,6 +82,7 @@ pub struct Worker {
     client: async_nats::Client,
     shared: Shared,
     pool: Pool,
+    warm: Option<Arc<executor::warm::WarmPool>>,
     images: ImageStore,
     image_bucket: async_nats::jetstream::object_store::ObjectStore,
     pub stats: WorkerStats,
@@ -80,10 +94,25 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-pub async fn run(exec: &ExecutorArgs, args: WorkerArgs) -> anyhow::Result<()> {
+pub async fn run(exec: &ExecutorArgs, catalog: &Catalog, args: WorkerArgs) -> anyhow::Result<()> {
     let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
     let slots = args.slots.unwrap_or_else(pool::default_slots).max(1);
-    let pool = Pool::new(chosen.backend.clone(), slots, 0, Duration::from_secs(1));
+    let mut backend = chosen.backend.clone();
+    let mut warm = None;
+    if let Some(vm) = chosen.vm.clone().filter(|_| !matches!(args.warm.trim(), "" | "none")) {
+        let images = crate::serve::warm_images(&args.warm, catalog, &exec.images())?;
+        let start = match args.warm_start {
+            WarmStartChoice::Snapshot => executor::warm::WarmStart::Snapshot,
+            WarmStartChoice::Boot => executor::warm::WarmStart::Boot,
+        };
+        let limits = executor::JobLimits { memory_mib: args.memory_mib, ..Default::default() };
+        let pool = executor::warm::WarmPool::new(vm, limits, images, start);
+        tracing::info!(containers = ?pool.warm_ids(), ?start, "warm VMs");
+        pool.fill();
+        backend = Arc::new(executor::warm::WarmMicroVm { warm: pool.clone() });
+        warm = Some(pool);
+    }
+    let pool = Pool::new(backend, slots, 0, Duration::from_secs(1));
     let client = super::connect(&args.nats, "pe worker").await?;
     let js = jetstream::new(client.clone());
     let shared = loop {
@@ -110,6 +139,7 @@ pub async fn run(exec: &ExecutorArgs, args: WorkerArgs) -> anyhow::Result<()> {
         client,
         shared,
         pool,
+        warm,
         images: exec.images(),
         image_bucket,
         stats: WorkerStats::default(),
@@ -356,6 +386,7 @@ fn ops_router(worker: Arc<Worker>) -> axum::Router {
                 let body = serde_json::json!({
                     "ready": ready, "worker": w.id, "nats": ready,
                     "slots": w.pool.slots(), "in_flight": w.stats.in_flight.load(Ordering::Relaxed),
+                    "warm_ready": w.warm.as_ref().map_or(0, |p| p.stats().ready),
                 });
                 (
                     if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
