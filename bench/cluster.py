@@ -10,7 +10,7 @@ queue, not the VM):
     bench/cluster.py [--runs 100] [--jobs 120] [--concurrency 8]
 
 Needs root (the sandbox), scripts/setup.sh (nats-server, postgresql, the busybox image) and a
-release build (target/release/pe; built if missing). Uses scripts/cluster for the cluster.
+release build (target/release/pe, built if missing; PE_BIN=... to use another binary). Uses scripts/cluster for the cluster.
 Prints a Markdown table for docs/PERFORMANCE.md.
 """
 
@@ -28,13 +28,16 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PE = os.path.join(ROOT, "target", "release", "pe")
+PE = os.environ.get("PE_BIN", os.path.join(ROOT, "target", "release", "pe"))
 BASE = 38080  # scripts/cluster's port block for this bench
 CLUSTER_DIR = "/tmp/pe-cluster-bench"
 
 
+OVERHEAD = {}  # port -> [latency - (boot + run)], ms: everything but the job itself
+
+
 def run(port, n):
-    """One run (cache bypassed); returns the latency in ms."""
+    """One run (cache bypassed); returns the latency in ms, and records the overhead."""
     body = json.dumps(
         {"container": "busybox", "files": [{"path": "main.sh", "content": f"echo {n}"}]}
     )
@@ -50,6 +53,8 @@ def run(port, n):
     answer = json.loads(data)
     if answer["stdout"] != f"{n}\n":
         raise RuntimeError(f"run {n}: {answer}")
+    t = answer["timings_ms"]
+    OVERHEAD.setdefault(port, []).append(ms - t["boot"] - t["run"])
     return ms
 
 
@@ -60,6 +65,7 @@ def pct(xs, p):
 
 def sequential(port, runs):
     run(port, -1)  # warm up
+    OVERHEAD.pop(port, None)
     return [run(port, i) for i in range(runs)]
 
 
@@ -152,13 +158,21 @@ def main():
     finally:
         subprocess.run([script, "down"], env=cluster_env, capture_output=True)
 
+    local_over, remote_over = OVERHEAD[port], OVERHEAD[BASE][-args.runs:]
     lp50, lp99 = pct(local_ms, 50), pct(local_ms, 99)
     rp50, rp99 = pct(remote_ms, 50), pct(remote_ms, 99)
     print(f"| path ({args.runs} sequential `echo` runs, sandbox, cache bypassed) | p50 ms | p99 ms |")
     print("| --- | ---: | ---: |")
     print(f"| local pool (`pe serve --backend sandbox`) | {lp50:.1f} | {lp99:.1f} |")
     print(f"| queue hop (`pe serve --nats` -> JetStream -> `pe worker`) | {rp50:.1f} | {rp99:.1f} |")
-    print(f"| added by the hop | {rp50 - lp50:+.1f} | {rp99 - lp99:+.1f} |")
+    print(f"| difference | {rp50 - lp50:+.1f} | {rp99 - lp99:+.1f} |")
+    print()
+    print("| overhead: latency - (boot + run) of the same runs | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    print(f"| local pool | {pct(local_over, 50):.1f} | {pct(local_over, 99):.1f} |")
+    print(f"| queue hop | {pct(remote_over, 50):.1f} | {pct(remote_over, 99):.1f} |")
+    print(f"| added by the hop | {pct(remote_over, 50) - pct(local_over, 50):+.1f} | "
+          f"{pct(remote_over, 99) - pct(local_over, 99):+.1f} |")
     print()
     print(f"| workers (1 slot each), {args.jobs} jobs, {args.concurrency} clients | jobs/s |")
     print("| --- | ---: |")

@@ -59,10 +59,20 @@ fn two_servers_two_workers_share_runs_links_and_the_cache() {
         http(cluster.port(1), "GET", &format!("/api/v1/links/{id}"), "", "").unwrap();
     assert_eq!(status, 200, "{opened}");
     assert_eq!(serde_json::from_str::<Value>(&opened).unwrap()["files"][0]["content"], "echo hi");
+    // Frames over the inline limit (768 KiB) go through the object store both ways.
+    let big = "x".repeat(900 * 1024);
+    let request = json!({"container": "busybox", "files": [
+        {"path": "main.sh", "content": "wc -c < big.txt; cat big.txt"},
+        {"path": "big.txt", "content": big},
+    ]});
+    let (status, _, body) = run_json(cluster.port(1), &request.to_string());
+    assert_eq!(status, 200, "{body}");
+    let stdout = body["stdout"].as_str().unwrap();
+    assert_eq!(stdout, format!("{}\n{big}", big.len()), "the whole input and output made it");
     // Both workers' results add up to the runs that reached them; the servers are ready.
     let ran: f64 =
         workers.iter().map(|w| w.metric("pe_worker_results_total{status=\"exited\"}")).sum();
-    assert_eq!(ran, 3.0, "three runs reached the workers (one was a cache hit)");
+    assert_eq!(ran, 4.0, "four runs reached the workers (one was a cache hit)");
     for server in [0, 1] {
         let (status, _, ready) = http(cluster.port(server), "GET", "/readyz", "", "").unwrap();
         assert_eq!(status, 200, "{ready}");
