@@ -3,8 +3,8 @@
 //!
 //! 1. `main.rs` parses the command line ([`cli`]) and dispatches; [`executor_config`] turns the
 //!    shared flags into an executor (accelerator, backend, QEMU's users, warm VMs).
-//! 2. `pe serve` ([`serve`]) loads the catalog ([`catalog`]) and the store ([`store`]: SQLite
-//!    for permalinks, the result cache and usage), then serves [`http::app`] through its own
+//! 2. `pe serve` ([`serve`]) loads the catalog ([`catalog`]) and the store ([`store`]: SQLite,
+//!    or PostgreSQL with `--database`, for permalinks, the result cache and usage), then serves [`http::app`] through its own
 //!    accept loop ([`listener`]: header timeouts, connections per client, the client behind a
 //!    trusted proxy from [`client`]).
 //! 3. A run: [`http`] routes it, [`ratelimit`] admits the client, [`jobs`] turns the request

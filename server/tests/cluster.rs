@@ -233,6 +233,23 @@ fn a_worker_without_an_image_fetches_it_by_digest_and_refuses_a_tampered_one() {
     assert_eq!(std::fs::read(&kept).unwrap(), std::fs::read(&busybox.path).unwrap());
     assert_eq!(worker.metric("pe_worker_images_fetched_total"), 1.0);
 
+    // A server on a host that never built images needs only their refs (the digests).
+    let refs_only = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(refs_only.path().join("images/refs")).unwrap();
+    std::fs::copy(
+        images.root().join("refs/busybox.json"),
+        refs_only.path().join("images/refs/busybox.json"),
+    )
+    .unwrap();
+    let bare = start_server(&[
+        ("PE_NATS", &cluster.nats.url()),
+        ("PE_DATABASE", &cluster.pg.url()),
+        ("PE_CACHE_DIR", refs_only.path().to_str().unwrap()),
+    ]);
+    let (status, _, body) = run_json(bare.port, &script("echo from a bare server"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "from a bare server\n", "{body}");
+
     // A tampered object under another image's digest is refused, and not kept.
     let catalog = server::catalog::Catalog::embedded().unwrap();
     let other = catalog

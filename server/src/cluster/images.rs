@@ -174,3 +174,30 @@ mod tests {
         }
     }
 }
+
+/// What a server in cluster mode needs of an image: its ref (digest, format, environment),
+/// not its file, which only workers use (and fetch by digest when they lack it). An image
+/// whose file is here resolves as usual.
+pub fn resolve_ref(store: &ImageStore, id: &str) -> Result<images::ImageInfo, images::ImageError> {
+    match store.resolve(id) {
+        Err(images::ImageError::MissingFile { path, .. }) => {
+            let ref_path = store.root().join("refs").join(format!("{id}.json"));
+            let text = std::fs::read_to_string(&ref_path)
+                .map_err(|source| images::ImageError::Io { path: ref_path, source })?;
+            let r: images::Ref = serde_json::from_str(&text)
+                .map_err(|source| images::ImageError::BadRef { id: id.into(), source })?;
+            Ok(images::ImageInfo {
+                id: r.id,
+                digest: r.digest,
+                path,
+                format: r.format,
+                size: r.size,
+                built_at: r.built_at,
+                recipe: r.recipe,
+                build_secs: r.build_secs,
+                env: r.env,
+            })
+        }
+        other => other,
+    }
+}

@@ -33,8 +33,7 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     let check = state.clone();
     let (built, problems) = tokio::task::spawn_blocking(move || {
-        let built =
-            check.catalog.iter().filter(|e| check.images.resolve(&e.meta.id).is_ok()).count();
+        let built = check.catalog.iter().filter(|e| resolves(&check, &e.meta.id)).count();
         let failed = check.warm.as_ref().map(|w| w.failed_templates()).unwrap_or_default();
         (built, check.health.run(&check.images, built, &failed))
     })
@@ -59,6 +58,14 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "snapshot_templates": warm.templates,
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+/// Whether a container's image is usable here: built, or in cluster mode its ref known.
+fn resolves(state: &SharedState, id: &str) -> bool {
+    match &state.cluster {
+        Some(_) => crate::cluster::images::resolve_ref(&state.images, id).is_ok(),
+        None => state.images.resolve(id).is_ok(),
+    }
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {

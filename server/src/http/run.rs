@@ -253,7 +253,12 @@ impl Plan {
             // The cache key hashes the job's argv, so it covers this command line.
             rendered.argv = argv.clone();
         }
-        let image = state.images.resolve(&meta.id).map_err(|err| match err {
+        let image = match &state.cluster {
+            // Workers hold (or fetch) the file; the server needs the ref.
+            Some(_) => crate::cluster::images::resolve_ref(&state.images, &meta.id),
+            None => state.images.resolve(&meta.id),
+        };
+        let image = image.map_err(|err| match err {
             images::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
                 "the image of {:?} is not built on this server yet",
                 meta.id
