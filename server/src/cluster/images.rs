@@ -159,22 +159,6 @@ pub async fn fetch(
     Ok(path)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_sha256_digests_name_objects() {
-        let hex = "ab".repeat(32);
-        assert_eq!(object_name(&format!("sha256:{hex}")).unwrap(), (format!("sha256-{hex}"), hex));
-        for bad in
-            ["sha256:../../etc", "md5:00", "sha256:abc", &format!("sha256:{}", "zz".repeat(32))]
-        {
-            assert!(matches!(object_name(bad), Err(FetchError::BadDigest(_))), "{bad}");
-        }
-    }
-}
-
 /// What a server in cluster mode needs of an image: its ref (digest, format, environment),
 /// not its file, which only workers use (and fetch by digest when they lack it). An image
 /// whose file is here resolves as usual.
@@ -199,5 +183,21 @@ pub fn resolve_ref(store: &ImageStore, id: &str) -> Result<images::ImageInfo, im
             })
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sha256_digests_name_objects() {
+        let hex = "ab".repeat(32);
+        assert_eq!(object_name(&format!("sha256:{hex}")).unwrap(), (format!("sha256-{hex}"), hex));
+        for bad in
+            ["sha256:../../etc", "md5:00", "sha256:abc", &format!("sha256:{}", "zz".repeat(32))]
+        {
+            assert!(matches!(object_name(bad), Err(FetchError::BadDigest(_))), "{bad}");
+        }
     }
 }
