@@ -140,6 +140,11 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         Some(url) => Some(crate::cluster::remote::start_for_server(url).await?),
         None => None,
     };
+    if cluster.is_some() && store.kind() != "postgres" {
+        tracing::warn!(
+            "--nats without --database postgres://...: links and the result cache stay on this server"
+        );
+    }
     let chosen = match &cluster {
         Some(remote) => crate::cluster::remote::chosen(remote),
         None => exec.choose_backend().await.context("cannot create the work directory")?,
