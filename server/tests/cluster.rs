@@ -102,6 +102,22 @@ fn a_worker_killed_mid_job_its_job_completes_on_another() {
 }
 
 #[test]
+fn a_worker_stopped_with_sigterm_finishes_its_job_first() {
+    let cluster = Cluster::start(1);
+    let mut worker = Worker::start(&cluster.nats, "sandbox", &[]);
+    let port = cluster.port(0);
+    let run = std::thread::spawn(move || run_json(port, &script("sleep 2; echo drained")));
+    wait_until("the job to run", 20, || worker.metric("pe_worker_in_flight") == 1.0);
+    let pid = worker.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, _, body) = run.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stdout"], "drained\n");
+    let exited = worker.child.wait().unwrap();
+    assert!(exited.success(), "{exited}");
+}
+
+#[test]
 fn a_full_queue_is_503_busy_and_a_client_that_leaves_cancels_its_job() {
     let nats = Nats::start();
     let pg = Postgres::start();

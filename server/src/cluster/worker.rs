@@ -9,8 +9,9 @@
 //!    wait is a few seconds, so a worker killed mid-job lets its job go to another worker
 //!    quickly), and while `pe.cancel.<job>` is listened to (a cancel drops the run, which ends
 //!    the VM). The result goes to the job's reply subject, then the message is acked.
-//! 4. `--warm ID=N` keeps VMs ready (booted, or restored from a snapshot) as `pe serve` does.
-//! 5. `--listen` serves `/metrics`, `/healthz` and `/readyz` (ready while NATS is connected).
+//! 4. SIGTERM or Ctrl-C: no more pulls; running jobs finish and answer, then it exits.
+//! 5. `--warm ID=N` keeps VMs ready (booted, or restored from a snapshot) as `pe serve` does.
+//! 6. `--listen` serves `/metrics`, `/healthz` and `/readyz` (ready while NATS is connected).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ use super::{CANCEL_PREFIX, PROGRESS_EVERY, QueueBounds, Shared, WORKERS};
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
 use crate::serve::WarmStartChoice;
+
+/// How long a stopping worker waits for its running jobs (the longest time limit, plus margin).
+const DRAIN: Duration = Duration::from_secs(shared::limits::MAX_TIMEOUT_MS / 1000 + 30);
 
 /// `pe worker` settings; every flag is also an environment variable.
 #[derive(Debug, Clone, Args)]
@@ -183,7 +187,13 @@ pub async fn run(exec: &ExecutorArgs, catalog: &Catalog, args: WorkerArgs) -> an
             }
         }
     }
-    // Jobs still running are not acked: JetStream gives them to another worker.
+    // Pull nothing more; let the running jobs finish and answer (a rolling restart loses no
+    // work). A job that outlives the wait is not acked: JetStream gives it to another worker.
+    eprintln!("pe: worker stopping: finishing {} running job(s)", slots - free.available_permits());
+    let drained = free.acquire_many(slots as u32);
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        eprintln!("pe: worker stopped with jobs running; they go to other workers");
+    }
     eprintln!("pe: worker stopped");
     Ok(())
 }
