@@ -320,3 +320,36 @@ fn a_job_whose_every_worker_dies_gets_an_error_result_after_the_last_delivery() 
     assert_eq!(late.metric("pe_worker_redeliveries_total"), 0.0);
     assert_eq!(metric(port, "pe_cluster_queue_depth"), 0.0);
 }
+
+/// A live run (`/api/v1/run/live`) goes through the queue too. In cluster mode it is not
+/// streamed: the events (`started`, the output, `exit`) come when the job has ended, and
+/// typed stdin is not forwarded (docs/SCALING.md, "Not done yet").
+#[test]
+fn a_live_run_goes_through_the_queue_its_events_at_the_end() {
+    use tungstenite::Message;
+    let cluster = Cluster::start(1);
+    let _worker = Worker::start(&cluster.nats, "sandbox", &[]);
+    let url = format!("ws://127.0.0.1:{}/api/v1/run/live", cluster.port(0));
+    let (mut socket, response) = tungstenite::connect(url).unwrap();
+    assert_eq!(response.status(), 101);
+    let request =
+        json!({"container": "busybox", "files": [{"path": "main.sh", "content": "echo live"}]});
+    socket.send(Message::text(request.to_string())).unwrap();
+    socket.send(Message::text(json!({"type": "stdin_close"}).to_string())).unwrap();
+    let mut events: Vec<Value> = Vec::new();
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => events.push(serde_json::from_str(&text).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{events:?}");
+    assert_eq!(kinds.last(), Some(&"exit"), "{events:?}");
+    assert!(kinds.contains(&"stdout"), "{events:?}");
+    let exit = &events.last().unwrap()["result"];
+    assert_eq!(exit["status"], "exited", "{exit}");
+    assert_eq!(exit["stdout"], "live\n");
+    assert_eq!(exit["backend"]["kind"], "sandbox");
+}
