@@ -321,35 +321,51 @@ fn a_job_whose_every_worker_dies_gets_an_error_result_after_the_last_delivery() 
     assert_eq!(metric(port, "pe_cluster_queue_depth"), 0.0);
 }
 
-/// A live run (`/api/v1/run/live`) goes through the queue too. In cluster mode it is not
-/// streamed: the events (`started`, the output, `exit`) come when the job has ended, and
-/// typed stdin is not forwarded (docs/SCALING.md, "Not done yet").
+/// A live run (`/api/v1/run/live`) through the queue streams: its first output arrives while
+/// the program still runs, and typed stdin reaches the program on the worker.
 #[test]
-fn a_live_run_goes_through_the_queue_its_events_at_the_end() {
+fn a_live_run_through_the_queue_streams_output_and_takes_typed_stdin() {
     use tungstenite::Message;
     let cluster = Cluster::start(1);
     let _worker = Worker::start(&cluster.nats, "sandbox", &[]);
     let url = format!("ws://127.0.0.1:{}/api/v1/run/live", cluster.port(0));
     let (mut socket, response) = tungstenite::connect(url).unwrap();
     assert_eq!(response.status(), 101);
+    let program = "echo first; read line; echo \"got $line\"; sleep 2; echo last";
     let request =
-        json!({"container": "busybox", "files": [{"path": "main.sh", "content": "echo live"}]});
+        json!({"container": "busybox", "files": [{"path": "main.sh", "content": program}]});
     socket.send(Message::text(request.to_string())).unwrap();
-    socket.send(Message::text(json!({"type": "stdin_close"}).to_string())).unwrap();
-    let mut events: Vec<Value> = Vec::new();
+    let mut events: Vec<(Instant, Value)> = Vec::new();
+    let mut typed = false;
     loop {
         match socket.read() {
-            Ok(Message::Text(text)) => events.push(serde_json::from_str(&text).unwrap()),
+            Ok(Message::Text(text)) => {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                // Type a line once the program has said "first".
+                if !typed && event["type"] == "stdout" && event["data"] == "first\n" {
+                    let stdin = json!({"type": "stdin", "data": "typed\n"});
+                    socket.send(Message::text(stdin.to_string())).unwrap();
+                    socket.send(Message::text(json!({"type": "stdin_close"}).to_string())).unwrap();
+                    typed = true;
+                }
+                events.push((Instant::now(), event));
+            }
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => {}
         }
     }
-    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.first(), Some(&"started"), "{events:?}");
-    assert_eq!(kinds.last(), Some(&"exit"), "{events:?}");
-    assert!(kinds.contains(&"stdout"), "{events:?}");
-    let exit = &events.last().unwrap()["result"];
-    assert_eq!(exit["status"], "exited", "{exit}");
-    assert_eq!(exit["stdout"], "live\n");
-    assert_eq!(exit["backend"]["kind"], "sandbox");
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"exit"), "{kinds:?}");
+    assert!(typed, "the first line came as a stdout event: {kinds:?}");
+    let (first_at, _) = events.iter().find(|(_, e)| e["type"] == "stdout").unwrap();
+    let (exit_at, exit) = events.last().unwrap();
+    assert!(
+        exit_at.duration_since(*first_at) > Duration::from_secs(1),
+        "the first output came while the program ran, not with the result"
+    );
+    let result = &exit["result"];
+    assert_eq!(result["status"], "exited", "{result}");
+    assert_eq!(result["stdout"], "first\ngot typed\nlast\n");
+    assert_eq!(result["backend"]["kind"], "sandbox");
 }

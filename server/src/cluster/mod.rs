@@ -34,6 +34,10 @@ pub const JOBS_SUBJECT: &str = "pe.jobs";
 pub const WORKERS: &str = "workers";
 /// Results: `pe.result.<server>.<job>`.
 pub const RESULT_PREFIX: &str = "pe.result";
+/// Live runs' events: `pe.live.<server>.<job>`.
+pub const LIVE_PREFIX: &str = "pe.live";
+/// Live runs' input: `pe.input.<job>`.
+pub const INPUT_PREFIX: &str = "pe.input";
 /// Cancels: `pe.cancel.<job>`.
 pub const CANCEL_PREFIX: &str = "pe.cancel";
 /// The object store bucket for large frames (and images: `image.<digest>`).

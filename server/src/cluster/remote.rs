@@ -27,8 +27,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
-use super::wire::{self, INLINE_MAX};
-use super::{CANCEL_PREFIX, JOBS_SUBJECT, RESULT_PREFIX, Shared};
+use super::wire::{self, INLINE_MAX, LiveMessage, LiveSubjects};
+use super::{CANCEL_PREFIX, INPUT_PREFIX, JOBS_SUBJECT, LIVE_PREFIX, RESULT_PREFIX, Shared};
+use executor::live::LiveIo;
 
 /// Time a job may take beyond its own limit (waiting in the queue, booting, a redelivery).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
@@ -177,13 +178,20 @@ impl Remote {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    async fn submit(&self, job: &Job) -> Result<JobOutput, ExecError> {
+    async fn submit(&self, job: &Job, live: Option<LiveIo>) -> Result<JobOutput, ExecError> {
         let id = super::random_id();
         let reply = format!("{RESULT_PREFIX}.{}.{id}", self.server_id);
         let wait = job.limits.timeout + DEADLINE_MARGIN;
         let deadline_ms = super::now_ms() + wait.as_millis() as u64;
+        let (subjects, mut live_events) = match live {
+            Some(live) => {
+                let (subjects, events) = self.relay(&id, live).await.map_err(unavailable)?;
+                (Some(subjects), Some(events))
+            }
+            None => (None, None),
+        };
         let (mut header, frame) =
-            wire::encode_job(&id, &reply, deadline_ms, job).map_err(unavailable)?;
+            wire::encode_job(&id, &reply, deadline_ms, job, subjects).map_err(unavailable)?;
         let payload = if frame.len() > INLINE_MAX {
             let name = format!("job.{id}");
             put_blob(&self.shared, &name, &frame).await.map_err(unavailable)?;
@@ -232,6 +240,10 @@ impl Remote {
             }
         };
         guard.done = true;
+        if let Some(events) = live_events.as_mut() {
+            // The worker sent every event, then `end`, then the result: wait for the events.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut events.0).await;
+        }
         let (header, archive) = wire::decode_result_header(&bytes).map_err(unavailable)?;
         let output = match &header.archive_object {
             Some(name) => {
@@ -323,7 +335,84 @@ pub async fn get_blob(shared: &Shared, name: &str) -> Result<Vec<u8>, RemoteErro
 
 impl Backend for Remote {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(self.submit(job))
+        Box::pin(self.submit(job, None))
+    }
+
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(self.submit(job, Some(live)))
+    }
+}
+
+impl Remote {
+    /// Relays a live run: the worker's events (`pe.live.<server>.<job>`) to `live.events`, and
+    /// `live.input` to the worker (`pe.input.<job>`) once it has said `started` (it listens from
+    /// then on). Returns the subjects for the job, and the events task (done at `end`).
+    async fn relay(
+        &self,
+        id: &str,
+        live: LiveIo,
+    ) -> Result<(LiveSubjects, AbortOnDrop), RemoteError> {
+        let subjects = LiveSubjects {
+            events: format!("{LIVE_PREFIX}.{}.{id}", self.server_id),
+            input: format!("{INPUT_PREFIX}.{id}"),
+            stdin_open: live.stdin_open,
+        };
+        let mut events_in =
+            self.client.subscribe(subjects.events.clone()).await.map_err(RemoteError::Subscribe)?;
+        let LiveIo { events, mut input, .. } = live;
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let events_task = tokio::spawn(async move {
+            let mut started = Some(started_tx);
+            while let Some(msg) = events_in.next().await {
+                let Ok(message) = serde_json::from_slice::<LiveMessage>(&msg.payload) else {
+                    continue;
+                };
+                if message == LiveMessage::End {
+                    break;
+                }
+                if matches!(message, LiveMessage::Started { .. })
+                    && let Some(tx) = started.take()
+                {
+                    let _ = tx.send(());
+                }
+                if let Some(event) = message.to_event()
+                    && events.send(event).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let (client, subject) = (self.client.clone(), subjects.input.clone());
+        tokio::spawn(async move {
+            // Typed input waits until the worker listens; it ends when the run does (the
+            // sender is the live socket's, dropped with it).
+            if started_rx.await.is_err() {
+                return;
+            }
+            while let Some(input) = input.recv().await {
+                let Ok(bytes) = serde_json::to_vec(&LiveMessage::from_input(&input)) else {
+                    continue;
+                };
+                if client.publish(subject.clone(), bytes.into()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((subjects, AbortOnDrop(events_task)))
+    }
+}
+
+/// A task aborted when its handle is dropped (a request that went away).
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use executor::job::{JobTimings, RanOn, Truncated, Usage};
+use executor::live::{LiveEvent, LiveInput, Stream as LiveStream};
 use executor::{Job, JobLimits, JobOutput, Outcome};
 use images::{ImageFormat, ImageInfo, ImageStore};
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,100 @@ pub struct JobHeader {
     /// The archive is in the object store under this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_object: Option<String>,
+    /// A live run: where its events go and its input comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSubjects>,
+}
+
+/// The subjects of a live run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSubjects {
+    /// Worker -> server: [`LiveMessage`]s, `started` first, `end` last.
+    pub events: String,
+    /// Server -> worker: [`LiveMessage`]s of input (stdin, close, kill).
+    pub input: String,
+    /// Whether typed stdin may follow.
+    pub stdin_open: bool,
+}
+
+/// One message of a live run, either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "t")]
+pub enum LiveMessage {
+    /// The program started (the worker listens for input from now on).
+    Started {
+        backend: String,
+        accel: Option<String>,
+        start: String,
+        queue_ms: u64,
+    },
+    Output {
+        stderr: bool,
+        data_base64: String,
+    },
+    /// No more events: the result follows.
+    End,
+    Stdin {
+        data_base64: String,
+    },
+    StdinClose,
+    Kill,
+}
+
+impl LiveMessage {
+    pub fn from_event(event: &LiveEvent) -> LiveMessage {
+        match event {
+            LiveEvent::Started { ran_on, queue_ms } => LiveMessage::Started {
+                backend: ran_on.backend.to_owned(),
+                accel: ran_on.accel.map(str::to_owned),
+                start: ran_on.start.to_owned(),
+                queue_ms: *queue_ms,
+            },
+            LiveEvent::Output { stream, data } => LiveMessage::Output {
+                stderr: *stream == LiveStream::Stderr,
+                data_base64: BASE64.encode(data),
+            },
+        }
+    }
+
+    pub fn from_input(input: &LiveInput) -> LiveMessage {
+        match input {
+            LiveInput::Stdin(data) => LiveMessage::Stdin { data_base64: BASE64.encode(data) },
+            LiveInput::StdinClose => LiveMessage::StdinClose,
+            LiveInput::Kill => LiveMessage::Kill,
+        }
+    }
+
+    /// The executor's event, for an event message.
+    pub fn to_event(&self) -> Option<LiveEvent> {
+        match self {
+            LiveMessage::Started { backend, accel, start, queue_ms } => Some(LiveEvent::Started {
+                ran_on: RanOn {
+                    backend: known(backend),
+                    accel: accel.as_deref().map(known),
+                    start: known(start),
+                },
+                queue_ms: *queue_ms,
+            }),
+            LiveMessage::Output { stderr, data_base64 } => Some(LiveEvent::Output {
+                stream: if *stderr { LiveStream::Stderr } else { LiveStream::Stdout },
+                data: BASE64.decode(data_base64.as_bytes()).ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The executor's input, for an input message.
+    pub fn to_input(&self) -> Option<LiveInput> {
+        match self {
+            LiveMessage::Stdin { data_base64 } => {
+                Some(LiveInput::Stdin(BASE64.decode(data_base64.as_bytes()).ok()?))
+            }
+            LiveMessage::StdinClose => Some(LiveInput::StdinClose),
+            LiveMessage::Kill => Some(LiveInput::Kill),
+            _ => None,
+        }
+    }
 }
 
 /// How a job ended, as the executor says it.
@@ -165,6 +260,7 @@ pub fn encode_job(
     reply: &str,
     deadline_ms: u64,
     job: &Job,
+    live: Option<LiveSubjects>,
 ) -> Result<(JobHeader, Vec<u8>), WireError> {
     let header = JobHeader {
         v: VERSION,
@@ -184,6 +280,7 @@ pub fn encode_job(
         stdin_base64: BASE64.encode(&job.stdin),
         limits: job.limits.into(),
         archive_object: None,
+        live,
     };
     let mut encoder = Encoder::new(Vec::new(), Limits::INPUT);
     for entry in &job.files {
@@ -371,7 +468,7 @@ mod tests {
         job.files = vec![Entry::file("main.sh", "echo hi"), Entry::dir("d")];
         job.stdin = vec![0, 159, 146, 150];
         job.env.insert("K".into(), "v".into());
-        let (header, frame) = encode_job("j1", "pe.result.s.j1", 42, &job).unwrap();
+        let (header, frame) = encode_job("j1", "pe.result.s.j1", 42, &job, None).unwrap();
         let (read, archive) = decode_job_header(&frame).unwrap();
         assert_eq!(read, header);
         let store = ImageStore::new("/images");
@@ -414,9 +511,30 @@ mod tests {
     }
 
     #[test]
+    fn live_messages_round_trip() {
+        let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold" };
+        let events = [
+            LiveEvent::Started { ran_on, queue_ms: 3 },
+            LiveEvent::Output { stream: LiveStream::Stderr, data: vec![0, 1, 255] },
+        ];
+        for event in events {
+            let json = serde_json::to_string(&LiveMessage::from_event(&event)).unwrap();
+            let back: LiveMessage = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_event(), Some(event));
+        }
+        for input in [LiveInput::Stdin(b"typed\n".to_vec()), LiveInput::StdinClose, LiveInput::Kill]
+        {
+            let json = serde_json::to_string(&LiveMessage::from_input(&input)).unwrap();
+            let back: LiveMessage = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_input(), Some(input));
+        }
+        assert_eq!(LiveMessage::End.to_event(), None);
+    }
+
+    #[test]
     fn another_version_is_refused() {
         let job = Job::new(image(), vec!["sh".into()]);
-        let (mut header, _) = encode_job("j", "r", 0, &job).unwrap();
+        let (mut header, _) = encode_job("j", "r", 0, &job, None).unwrap();
         header.v = 99;
         let frame = framing::encode(&header, &[]).unwrap();
         assert!(matches!(decode_job_header(&frame), Err(WireError::Version(99))));

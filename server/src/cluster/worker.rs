@@ -244,7 +244,7 @@ impl Worker {
             }
         };
         let output = tokio::select! {
-            output = self.execute(&job) => output,
+            output = self.execute(&job, header.live.clone()) => output,
             () = cancelled => {
                 self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = %id, "cancelled by its server; the VM is ended");
@@ -291,7 +291,7 @@ impl Worker {
     }
 
     /// Runs a job in the pool; trouble on this worker's side becomes a result that says so.
-    async fn execute(&self, job: &Job) -> JobOutput {
+    async fn execute(&self, job: &Job, live: Option<wire::LiveSubjects>) -> JobOutput {
         let ran_on = executor::job::RanOn { backend: "remote", accel: None, start: "cold" };
         if !job.image.path.is_file() {
             match super::images::fetch(&self.image_bucket, &self.images, &job.image.digest).await {
@@ -307,7 +307,11 @@ impl Worker {
                 }
             }
         }
-        match self.pool.try_submit(job).await {
+        let submitted = match live {
+            Some(subjects) => self.run_live(job, subjects).await,
+            None => self.pool.try_submit(job).await,
+        };
+        match submitted {
             Ok(output) => output,
             Err(err) => {
                 tracing::warn!(error = %chain(&err), "a job could not be run");
@@ -316,6 +320,47 @@ impl Worker {
                 JobOutput::empty(Outcome::FailedToStart(why), ran_on, 0)
             }
         }
+    }
+
+    /// Runs a live job: its events go to `subjects.events` as they come (then `end`), and
+    /// input from `subjects.input` is fed to it (the server sends input after `started`, by
+    /// which time this listens).
+    async fn run_live(
+        &self,
+        job: &Job,
+        subjects: wire::LiveSubjects,
+    ) -> Result<JobOutput, executor::ExecError> {
+        use wire::LiveMessage;
+        let (events, mut events_out) = tokio::sync::mpsc::channel(64);
+        let (input_in, input) = tokio::sync::mpsc::channel(16);
+        let io =
+            executor::live::LiveIo { events, input, stdin_open: subjects.stdin_open, queue_ms: 0 };
+        let input_sub = self.client.subscribe(subjects.input.clone()).await;
+        let _input = AbortOnDrop(tokio::spawn(async move {
+            let Ok(mut sub) = input_sub else { return };
+            while let Some(msg) = sub.next().await {
+                let message = serde_json::from_slice::<LiveMessage>(&msg.payload).ok();
+                let Some(input) = message.and_then(|m| m.to_input()) else { continue };
+                if input_in.send(input).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let (client, subject) = (self.client.clone(), subjects.events);
+        let forward = tokio::spawn(async move {
+            while let Some(event) = events_out.recv().await {
+                if let Ok(bytes) = serde_json::to_vec(&LiveMessage::from_event(&event)) {
+                    let _ = client.publish(subject.clone(), bytes.into()).await;
+                }
+            }
+            if let Ok(bytes) = serde_json::to_vec(&LiveMessage::End) {
+                let _ = client.publish(subject, bytes.into()).await;
+            }
+        });
+        let output = self.pool.try_submit_live(job, io).await;
+        // Every event goes out before the result.
+        let _ = tokio::time::timeout(Duration::from_secs(2), forward).await;
+        output
     }
 
     /// Publishes a result to the job's reply subject (through the object store when large).
