@@ -224,8 +224,14 @@ impl WarmPool {
     }
 
     async fn make_template(self: Arc<Self>, image: ImageInfo) {
-        let made =
-            Template::create(&self.config, &image, self.limits.memory_mib, self.io_size()).await;
+        let made = Template::create(
+            &self.config,
+            &image,
+            self.limits.memory_mib,
+            self.limits.scratch_mib,
+            self.io_size(),
+        )
+        .await;
         let slot = match made {
             Ok(template) => {
                 tracing::info!(
@@ -284,9 +290,16 @@ impl WarmPool {
             let warm_up = self.active.load(Ordering::Relaxed) < self.cores;
             return self.restore(&template, warm_up).await;
         }
-        let mut vm =
-            launch(&self.config, image, self.limits.memory_mib, self.io_size(), "warm", |_, _| {})
-                .await?;
+        let mut vm = launch(
+            &self.config,
+            image,
+            self.limits.memory_mib,
+            self.limits.scratch_mib,
+            self.io_size(),
+            "warm",
+            |_, _| {},
+        )
+        .await?;
         wait_ready(&mut vm).await?;
         Ok(vm)
     }
@@ -379,8 +392,12 @@ impl WarmPool {
         job: &Job,
         mut live: Option<LiveIo>,
     ) -> Result<JobOutput, ExecError> {
-        let ran_on =
-            RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: vm.start };
+        let ran_on = RanOn {
+            backend: "microvm",
+            accel: Some(self.config.accel.name()),
+            start: vm.start,
+            container: "created",
+        };
         let live_request = live.as_ref().map(|live| LiveRequest { stdin_open: live.stdin_open });
         let request = convert::request_bytes(job, live_request)?;
         let io_err = |source| ExecError::WorkDir { path: vm.io_path.clone(), source };

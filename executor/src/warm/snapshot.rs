@@ -41,6 +41,8 @@ pub const RAM_DIR_KIND: &str = "pe_snapshot";
 pub struct Template {
     pub image: ImageInfo,
     memory_mib: u32,
+    /// The scratch size its pre-made container was made for.
+    scratch_mib: u32,
     io_size: u64,
     /// Holds the RAM file; removed with the template.
     ram_dir: tempfile::TempDir,
@@ -66,6 +68,7 @@ impl Template {
         config: &VmConfig,
         image: &ImageInfo,
         memory_mib: u32,
+        scratch_mib: u32,
         io_size: u64,
     ) -> Result<Template, WarmError> {
         let started = Instant::now();
@@ -79,12 +82,20 @@ impl Template {
         let save_path = save_dir.path().join("save.sock");
         let listener = UnixListener::bind(&save_path)
             .map_err(|source| WarmError::Listen { path: save_path.clone(), source })?;
-        let mut vm = waiting::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
-            ram_args(cmd, &ram, memory_mib, true);
-            cmd.arg("-qmp")
-                .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
-        })
-        .await?;
+        let launched = waiting::launch(
+            config,
+            image,
+            memory_mib,
+            scratch_mib,
+            io_size,
+            "template",
+            |cmd, dir| {
+                ram_args(cmd, &ram, memory_mib, true);
+                cmd.arg("-qmp")
+                    .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
+            },
+        );
+        let mut vm = launched.await?;
         if let Some(lease) = &vm.confinement.lease {
             for path in [save_dir.path(), &save_path] {
                 std::os::unix::fs::chown(path, Some(lease.uid), Some(lease.gid))
@@ -133,6 +144,7 @@ impl Template {
         Ok(Template {
             image: image.clone(),
             memory_mib,
+            scratch_mib,
             io_size,
             ram_dir,
             state,
@@ -150,6 +162,7 @@ impl Template {
             config,
             &self.image,
             self.memory_mib,
+            self.scratch_mib,
             self.io_size,
             "clone",
             |cmd, dir| {

@@ -200,6 +200,7 @@ pub async fn launch(
     config: &VmConfig,
     image: &ImageInfo,
     memory_mib: u32,
+    scratch_mib: u32,
     io_size: u64,
     kind: &str,
     extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
@@ -214,7 +215,16 @@ pub async fn launch(
         ImageFormat::Erofs => "erofs",
     };
     let (mut cmd, confinement) = config
-        .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
+        .command(
+            memory_mib,
+            &image.path,
+            true,
+            &io_path,
+            // The guest makes the container too (for jobs with this scratch size), before it
+            // waits: a job then only has its program exec'd (guest/src/premade.rs).
+            &format!("pe.warm={format} pe.premade={scratch_mib}"),
+            None,
+        )
         .map_err(WarmError::Prepare)?;
     crate::vm::add_control_port(&mut cmd, &dir.path().join("ctl.sock"), true);
     extra(&mut cmd, dir.path());

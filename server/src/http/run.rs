@@ -409,6 +409,7 @@ pub(super) async fn cached(state: &SharedState, key: &str, started: Instant) -> 
         queue: 0,
         boot: 0,
         run: answer.result.timings_ms.run,
+        exec: answer.result.timings_ms.exec,
         total: started.elapsed().as_millis() as u64,
     };
     Some(answer)
