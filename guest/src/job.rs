@@ -198,8 +198,9 @@ fn supervise(
             status = sys::try_wait(pid).stage("wait for program")?;
         }
     }
-    let run_ms = started.elapsed().as_millis() as u64;
-    let exec_ms = exec_started.elapsed().as_millis() as u64;
+    let ended = Instant::now();
+    let run_ms = ended.duration_since(started).as_millis() as u64;
+    let exec_ms = ended.duration_since(exec_started).as_millis() as u64;
     drop(feed);
     stdout.drain_for(DRAIN);
     stderr.drain_for(DRAIN);

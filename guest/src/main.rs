@@ -58,7 +58,7 @@ impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
 
 /// Writes a line to the console, if there is one. Never panics: `eprintln!` panics when the
 /// write fails (as it does on a VM without a console), and a panic in PID 1 is a kernel panic.
-fn log(args: std::fmt::Arguments<'_>) {
+pub fn log(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "pe-init: {args}");
 }

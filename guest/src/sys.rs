@@ -132,6 +132,38 @@ pub fn map_fds(cmd: &mut std::process::Command, fds: Vec<(RawFd, RawFd)>) {
     }
 }
 
+/// Makes `cmd`'s child enter `root` (chroot, then `/`) and drop to `uid`/`gid` with no
+/// supplementary groups, before it execs.
+pub fn chroot_as(
+    cmd: &mut std::process::Command,
+    root: &str,
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let root = cstr(root)?;
+    let slash = cstr("/")?;
+    // SAFETY: the closure runs in the forked child before exec and calls only chroot, chdir,
+    // setgroups, setgid and setuid, which are async-signal-safe, on strings made before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for ret in [
+                libc::chroot(root.as_ptr()),
+                libc::chdir(slash.as_ptr()),
+                libc::setgroups(0, std::ptr::null()),
+                libc::setgid(gid),
+                libc::setuid(uid),
+            ] {
+                if ret < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Takes ownership of descriptor `fd`, inherited from the parent; `None` if it is not open.
 pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: F_GETFD only checks that the descriptor is open; no memory is passed.

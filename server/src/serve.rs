@@ -161,7 +161,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             WarmStartChoice::Snapshot => WarmStart::Snapshot,
             WarmStartChoice::Boot => WarmStart::Boot,
         };
-        let warm = WarmPool::new(vm, limits, images, start);
+        let warm_up = catalog
+            .iter()
+            .filter(|entry| !entry.meta.run.warm_up.is_empty())
+            .map(|entry| (entry.meta.id.clone(), entry.meta.run.warm_up.clone()))
+            .collect();
+        let warm = WarmPool::new(vm, limits, images, start, warm_up);
         tracing::info!(containers = ?warm.warm_ids(), ?start, "warm VMs");
         warm.fill();
         backend = Arc::new(WarmMicroVm { warm: warm.clone() });

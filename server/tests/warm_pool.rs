@@ -32,7 +32,13 @@ async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
     let (config, _) = args.probe(args.vm_config().unwrap()).await;
     let image = args.images().resolve("busybox").expect("the busybox image (scripts/setup.sh)");
     let limits = JobLimits::default();
-    let pool = WarmPool::new(config, limits, vec![(image.clone(), 1)], WarmStart::Boot);
+    let pool = WarmPool::new(
+        config,
+        limits,
+        vec![(image.clone(), 1)],
+        WarmStart::Boot,
+        Default::default(),
+    );
     pool.fill();
     let backend = WarmMicroVm { warm: pool.clone() };
     // The scratch tmpfs's size, as the job sees it.

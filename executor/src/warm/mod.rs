@@ -67,6 +67,8 @@ pub struct WarmPool {
     /// Limits the warm VMs are booted for (memory and I/O disk size are fixed at boot).
     limits: JobLimits,
     start: WarmStart,
+    /// Container id -> the command its warm VMs run before their job.
+    warm_up: HashMap<String, Vec<String>>,
     /// Image digest -> (image, how many to keep ready).
     targets: Mutex<HashMap<String, (ImageInfo, usize)>>,
     ready: Mutex<HashMap<String, VecDeque<WaitingVm>>>,
@@ -95,11 +97,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl WarmPool {
     /// A pool keeping `count` VMs ready for each image. Call [`WarmPool::fill`] to start them.
+    /// `warm_up`: per container id, a command its warm VMs run before their job (see
+    /// `shared::meta::RunRecipe::warm_up`).
     pub fn new(
         config: VmConfig,
         limits: JobLimits,
         images: Vec<(ImageInfo, usize)>,
         start: WarmStart,
+        warm_up: HashMap<String, Vec<String>>,
     ) -> Arc<WarmPool> {
         let targets =
             images.into_iter().map(|(image, n)| (image.digest.clone(), (image, n))).collect();
@@ -107,6 +112,7 @@ impl WarmPool {
             config,
             limits,
             start,
+            warm_up,
             targets: Mutex::new(targets),
             ready: Mutex::new(HashMap::new()),
             booting: Mutex::new(HashMap::new()),
@@ -145,6 +151,10 @@ impl WarmPool {
             templates: templates.len(),
             template_bytes: templates.iter().map(|t| t.ram_bytes()).sum(),
         }
+    }
+
+    fn warm_up_of(&self, image: &ImageInfo) -> &[String] {
+        self.warm_up.get(&image.id).map_or(&[], Vec::as_slice)
     }
 
     fn io_size(&self) -> u64 {
@@ -229,6 +239,7 @@ impl WarmPool {
             &image,
             self.limits.memory_mib,
             self.limits.scratch_mib,
+            self.warm_up_of(&image),
             self.io_size(),
         )
         .await;
@@ -295,6 +306,7 @@ impl WarmPool {
             image,
             self.limits.memory_mib,
             self.limits.scratch_mib,
+            self.warm_up_of(image),
             self.io_size(),
             "warm",
             |_, _| {},

@@ -43,6 +43,8 @@ pub struct Template {
     memory_mib: u32,
     /// The scratch size its pre-made container was made for.
     scratch_mib: u32,
+    /// The command its clones run to warm up (on the kernel command line of each).
+    warm_up: Vec<String>,
     io_size: u64,
     /// Holds the RAM file; removed with the template.
     ram_dir: tempfile::TempDir,
@@ -69,6 +71,7 @@ impl Template {
         image: &ImageInfo,
         memory_mib: u32,
         scratch_mib: u32,
+        warm_up: &[String],
         io_size: u64,
     ) -> Result<Template, WarmError> {
         let started = Instant::now();
@@ -87,6 +90,7 @@ impl Template {
             image,
             memory_mib,
             scratch_mib,
+            warm_up,
             io_size,
             "template",
             |cmd, dir| {
@@ -145,6 +149,7 @@ impl Template {
             image: image.clone(),
             memory_mib,
             scratch_mib,
+            warm_up: warm_up.to_vec(),
             io_size,
             ram_dir,
             state,
@@ -163,6 +168,7 @@ impl Template {
             &self.image,
             self.memory_mib,
             self.scratch_mib,
+            &self.warm_up,
             self.io_size,
             "clone",
             |cmd, dir| {

@@ -201,6 +201,7 @@ pub async fn launch(
     image: &ImageInfo,
     memory_mib: u32,
     scratch_mib: u32,
+    warm_up: &[String],
     io_size: u64,
     kind: &str,
     extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
@@ -222,7 +223,7 @@ pub async fn launch(
             &io_path,
             // The guest makes the container too (for jobs with this scratch size), before it
             // waits: a job then only has its program exec'd (guest/src/premade.rs).
-            &format!("pe.warm={format} pe.premade={scratch_mib}"),
+            &format!("pe.warm={format} pe.premade={scratch_mib}{}", warm_up_arg(warm_up)),
             None,
         )
         .map_err(WarmError::Prepare)?;
@@ -241,6 +242,20 @@ pub async fn launch(
         start: "warm",
         stderr,
     })
+}
+
+/// The kernel argument that gives the guest its warm-up command (hex of its JSON), or nothing
+/// when there is none or it is too long for a kernel command line.
+fn warm_up_arg(warm_up: &[String]) -> String {
+    if warm_up.is_empty() {
+        return String::new();
+    }
+    let json = serde_json::to_vec(warm_up).unwrap_or_default();
+    if json.len() > 512 {
+        tracing::warn!(len = json.len(), "the warm-up command is too long: left out");
+        return String::new();
+    }
+    format!(" pe.warmup={}", hex::encode(json))
 }
 
 /// Connects to the VM's control port (QEMU creates the socket as it starts).
