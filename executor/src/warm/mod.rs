@@ -35,7 +35,7 @@ use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
 
 use snapshot::Template;
-use waiting::{WaitingVm, WarmError, launch, wait_ready};
+use waiting::{Shape, WaitingVm, WarmError, launch, wait_ready};
 
 /// Where ready VMs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,8 +153,14 @@ impl WarmPool {
         }
     }
 
-    fn warm_up_of(&self, image: &ImageInfo) -> &[String] {
-        self.warm_up.get(&image.id).map_or(&[], Vec::as_slice)
+    /// What `image`'s warm VMs are made for.
+    fn shape(&self, image: &ImageInfo) -> Shape<'_> {
+        Shape {
+            memory_mib: self.limits.memory_mib,
+            scratch_mib: self.limits.scratch_mib,
+            warm_up: self.warm_up.get(&image.id).map_or(&[], Vec::as_slice),
+            io_size: self.io_size(),
+        }
     }
 
     fn io_size(&self) -> u64 {
@@ -234,15 +240,7 @@ impl WarmPool {
     }
 
     async fn make_template(self: Arc<Self>, image: ImageInfo) {
-        let made = Template::create(
-            &self.config,
-            &image,
-            self.limits.memory_mib,
-            self.limits.scratch_mib,
-            self.warm_up_of(&image),
-            self.io_size(),
-        )
-        .await;
+        let made = Template::create(&self.config, &image, self.shape(&image)).await;
         let slot = match made {
             Ok(template) => {
                 tracing::info!(
@@ -301,17 +299,8 @@ impl WarmPool {
             let warm_up = self.active.load(Ordering::Relaxed) < self.cores;
             return self.restore(&template, warm_up).await;
         }
-        let mut vm = launch(
-            &self.config,
-            image,
-            self.limits.memory_mib,
-            self.limits.scratch_mib,
-            self.warm_up_of(image),
-            self.io_size(),
-            "warm",
-            |_, _| {},
-        )
-        .await?;
+        let shape = self.shape(image);
+        let mut vm = launch(&self.config, image, shape, "warm", |_, _| {}).await?;
         wait_ready(&mut vm).await?;
         Ok(vm)
     }
