@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Warm-path benchmark, before against after: the same jobs through two `pe` binaries, one
-after the other in one invocation, each serving with warm VMs restored from snapshots.
+"""Warm-path benchmark, before against after: the same jobs through two `pe` binaries serving
+side by side in one invocation (their runs alternate), each with warm VMs restored from
+snapshots.
 
 For busybox `true`, python `print(1)` and a gcc hello compile + run: end-to-end latency as
 the client sees it (p50), the program's own time (`timings_ms.exec`: from its execve to its
@@ -28,7 +29,7 @@ CASES = [
     ("busybox `true`", "busybox", "main.sh", "true # {n}\n"),
     ("python `print(1)`", "python", "main.py", "print(1)  # {n}\n"),
     ("gcc hello.c compile + run", "gcc", "main.c",
-     "#include <stdio.h>\n// {n}\nint main(void) { puts(\"hello\"); return 0; }\n"),
+     "#include <stdio.h>\n// {n}\nint main(void) {{ puts(\"hello\"); return 0; }}\n"),
 ]
 
 
@@ -90,24 +91,35 @@ class Server:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def measure(pe, runs):
-    server = Server(pe)
-    figures = {}
+def measure(before_pe, after_pe, runs):
+    """Both servers up at once, their runs alternating: a change in the machine's load hits
+    both alike."""
+    servers = {"before": Server(before_pe), "after": Server(after_pe)}
+    samples = {side: {name: ([], []) for name, *_ in CASES} for side in servers}
+    backends = {}
     try:
         nonce = 0
         for name, container, path, template in CASES:
-            totals, execs = [], []
             for _ in range(runs):
-                nonce += 1
-                server.wait_ready(3, 60)
-                time.sleep(1)
-                total, program, backend = server.run(container, path, template.format(n=nonce))
-                totals.append(total)
-                execs.append(program)
-            figures[name] = (statistics.median(totals), statistics.median(execs),
-                             statistics.median([t - e for t, e in zip(totals, execs)]), backend)
+                for side, server in servers.items():
+                    nonce += 1
+                    server.wait_ready(3, 60)
+                    time.sleep(0.5)
+                    total, program, backend = server.run(container, path, template.format(n=nonce))
+                    samples[side][name][0].append(total)
+                    samples[side][name][1].append(program)
+                    backends[(side, name)] = backend
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
+    figures = {}
+    for side in servers:
+        figures[side] = {}
+        for name, *_ in CASES:
+            totals, execs = samples[side][name]
+            figures[side][name] = (statistics.median(totals), statistics.median(execs),
+                                   statistics.median([t - e for t, e in zip(totals, execs)]),
+                                   backends[(side, name)])
     return figures
 
 
@@ -117,8 +129,8 @@ def main():
     parser.add_argument("--after", required=True)
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
-    before = measure(args.before, args.runs)
-    after = measure(args.after, args.runs)
+    figures = measure(args.before, args.after, args.runs)
+    before, after = figures["before"], figures["after"]
     print(f"Warm path (snapshot clones, 1 slot), {args.runs} uncached runs per case, p50 ms:\n")
     print("| case | before: end to end | program | overhead | after: end to end | program (exec) "
           "| overhead | after / before |")

@@ -62,7 +62,7 @@ impl Backend for Fake {
                 truncated: Truncated::default(),
                 timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
                 usage: Usage::default(),
-                ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                ran_on: RanOn { backend: "fake", accel: None, start: "cold", container: "created" },
                 notes: Vec::new(),
             })
         })
