@@ -82,6 +82,8 @@ pub struct AppState {
     pub warm: Option<Arc<executor::warm::WarmPool>>,
     /// The generated static site (tool pages, docs).
     pub site: pages::Site,
+    /// Images being built in the background (`pe serve --build-missing`); empty otherwise.
+    pub builds: Arc<crate::builds::Builds>,
 }
 
 pub type SharedState = Arc<AppState>;
