@@ -194,6 +194,9 @@ fn mmdebstrap(
         cmd.arg(format!("--dpkgopt=path-exclude=/usr/share/{dir}/*"));
     }
     cmd.arg("--dpkgopt=path-include=/usr/share/doc/*/copyright");
+    // Maintainer scripts that register man pages with update-alternatives (OpenJDK's) fail
+    // when the directory is missing, and the excluded man pages leave it missing.
+    cmd.arg("--setup-hook=mkdir -p \"$1/usr/share/man/man1\"");
     // Reuse and keep downloaded packages: a second build (or a resumed one, or another image
     // with packages in common) downloads nothing.
     cmd.arg("--skip=download/empty");
