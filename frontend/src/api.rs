@@ -66,6 +66,65 @@ fn server_message(message: &str, retry_after: Option<u32>) -> String {
 pub struct Container {
     pub meta: ContainerMeta,
     pub built: bool,
+    /// While the server builds the image (`pe serve --build-missing`): where it stands.
+    pub build: Option<Build>,
+}
+
+/// A background build of a container's image, as the catalog tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Build {
+    /// Waiting; `position` 1 is next.
+    Queued {
+        position: u64,
+        eta_secs: u64,
+    },
+    /// Being built; `progress` is 0 to 1.
+    Building {
+        progress: f64,
+        eta_secs: u64,
+    },
+    Failed,
+}
+
+impl Container {
+    /// Whether the image is waiting or being built (the catalog is worth asking again).
+    pub fn pending(&self) -> bool {
+        matches!(self.build, Some(Build::Queued { .. } | Build::Building { .. }))
+    }
+
+    /// The badge for a container that cannot run yet: its build's state and when it will be
+    /// ready, or "not built".
+    pub fn badge(&self) -> Option<String> {
+        let eta = |secs: u64| {
+            if secs < 90 { format!("{secs} s") } else { format!("{} min", secs.div_ceil(60)) }
+        };
+        match (&self.build, self.built) {
+            (Some(Build::Queued { position, eta_secs }), false) => {
+                Some(format!("queued #{position}, ready in ~{}", eta(*eta_secs)))
+            }
+            (Some(Build::Building { progress, eta_secs }), false) => {
+                Some(format!("building {:.0}%, ready in ~{}", progress * 100.0, eta(*eta_secs)))
+            }
+            (Some(Build::Failed), false) => Some("build failed".into()),
+            (_, false) => Some("not built".into()),
+            (_, true) => None,
+        }
+    }
+}
+
+fn parse_build(build: &serde_json::Value) -> Option<Build> {
+    let number = |key: &str| build.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    match build.get("state")?.as_str()? {
+        "queued" => {
+            Some(Build::Queued { position: number("position"), eta_secs: number("eta_secs") })
+        }
+        "building" => Some(Build::Building {
+            progress: build.get("progress").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
+            eta_secs: number("eta_secs"),
+        }),
+        "failed" => Some(Build::Failed),
+        _ => None,
+    }
 }
 
 /// What a run produced, unpacked.
@@ -86,7 +145,7 @@ pub async fn containers() -> Result<Vec<Container>, ApiError> {
 }
 
 /// Parses the catalog. Each entry is the container's metadata flattened together with
-/// `long_description` and `image_status: {built, digest, size}`.
+/// `long_description` and `image_status: {built, digest, size, build}`.
 pub fn parse_catalog(bytes: &[u8]) -> Result<Vec<Container>, ApiError> {
     let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
     entries
@@ -94,9 +153,10 @@ pub fn parse_catalog(bytes: &[u8]) -> Result<Vec<Container>, ApiError> {
         .map(|mut entry| {
             let status = entry.remove("image_status").unwrap_or_default();
             let built = status.get("built").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            let build = status.get("build").and_then(parse_build);
             entry.remove("long_description");
             let meta = serde_json::from_value(serde_json::Value::Object(entry))?;
-            Ok(Container { meta, built })
+            Ok(Container { meta, built, build })
         })
         .collect()
 }
@@ -268,6 +328,40 @@ mod tests {
         let catalog = parse_catalog(json).unwrap();
         assert_eq!(catalog[0].meta.id, "busybox");
         assert!(catalog[0].built);
+        assert_eq!(catalog[0].badge(), None);
+        assert!(!catalog[0].pending());
+    }
+
+    #[test]
+    fn images_being_built_say_where_they_stand_and_when_they_will_be_ready() {
+        let entry = |status: &str| {
+            let json = format!(
+                r#"[{{"id":"go","name":"Go","version":"1","description":"d",
+                "image":{{"debian":["golang-go"]}},"run":{{"argv":["go"]}},
+                "image_status":{status}}}]"#
+            );
+            parse_catalog(json.as_bytes()).unwrap().remove(0)
+        };
+        let queued =
+            entry(r#"{"built":false,"build":{"state":"queued","position":3,"eta_secs":200}}"#);
+        assert_eq!(queued.build, Some(Build::Queued { position: 3, eta_secs: 200 }));
+        assert_eq!(queued.badge().as_deref(), Some("queued #3, ready in ~4 min"));
+        assert!(queued.pending());
+        let building = entry(
+            r#"{"built":false,"build":{"state":"building","step":"packing","elapsed_secs":30,"progress":0.5,"eta_secs":30}}"#,
+        );
+        assert_eq!(building.badge().as_deref(), Some("building 50%, ready in ~30 s"));
+        assert!(building.pending());
+        let failed = entry(r#"{"built":false,"build":{"state":"failed","message":"no network"}}"#);
+        assert_eq!(failed.badge().as_deref(), Some("build failed"));
+        assert!(!failed.pending());
+        let missing = entry(r#"{"built":false}"#);
+        assert_eq!(missing.badge().as_deref(), Some("not built"));
+        assert!(!missing.pending());
+        // An outdated image being rebuilt still runs: no badge, but worth asking again.
+        let rebuilding =
+            entry(r#"{"built":true,"build":{"state":"queued","position":1,"eta_secs":60}}"#);
+        assert_eq!(rebuilding.badge(), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod builds;
 pub mod catalog;
 pub mod cli;
 pub mod client;

@@ -10,9 +10,11 @@ use clap::Args;
 use executor::JobLimits;
 use executor::pool::{self, Pool};
 use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
+use images::build::DebianSource;
 use images::{ImageInfo, ImageStore};
 use shared::error::chain;
 
+use crate::builds::{BuildFn, Builds};
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
 use crate::http::{self, AppState};
@@ -98,6 +100,12 @@ pub struct ServeArgs {
     /// The built frontend (trunk's dist/) to serve.
     #[arg(long, env = "PE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Build the images that are missing (or were built from another recipe) in the
+    /// background while serving, the most used first: until its image is ready, a container
+    /// shows as queued or building in the catalog and its runs answer 503 `unavailable` with
+    /// `Retry-After`. `scripts/run` turns this on, so a first start serves at once.
+    #[arg(long, env = "PE_BUILD_MISSING")]
+    pub build_missing: bool,
 }
 
 /// `--warm-start`.
@@ -180,6 +188,11 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         memory_mib: args.memory_mib,
         ..JobLimits::default()
     };
+    let builds = if args.build_missing {
+        start_builds(&catalog, &store, &exec.images()).await
+    } else {
+        Arc::default()
+    };
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
     let site = crate::http::pages::Site::generate(&catalog, &exec.images(), &public_url);
     let state = Arc::new(AppState {
@@ -216,6 +229,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             first_wait: crate::http::live::FIRST_WAIT,
             open: Arc::default(),
         },
+        builds,
     });
     if let (Some(warm), true) = (state.warm.clone(), args.warm_refresh_secs > 0) {
         // Usage changes and images get rebuilt (a new digest): follow both.
@@ -256,6 +270,33 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
     state.pool.close();
     eprintln!("pe: stopped");
     Ok(())
+}
+
+/// `--build-missing`: queues the images to build, most used on this server first, and starts
+/// the builders.
+async fn start_builds(catalog: &Catalog, store: &Store, images: &ImageStore) -> Arc<Builds> {
+    let used = store.most_used(catalog.len(), 30 * 24 * 3600).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %chain(&err), "cannot read usage");
+        Vec::new()
+    });
+    let order = crate::builds::build_order(catalog, images, &used);
+    let jobs = crate::image_cmd::default_build_jobs();
+    if !order.is_empty() {
+        eprintln!(
+            "pe: building {} image(s) in the background, {jobs} at a time: {}",
+            order.len(),
+            order.join(" ")
+        );
+    }
+    let (catalog, images) = (catalog.clone(), images.clone());
+    let source = DebianSource::default();
+    let build: Arc<BuildFn> = Arc::new(move |id: &str, progress: &mut dyn FnMut(&str)| {
+        let meta = &catalog.get(id).ok_or("not in the catalog")?.meta;
+        images::build::build(&images, id, &crate::catalog::recipe(meta), &source, progress)
+            .map(|_| ())
+            .map_err(|err| chain(&err))
+    });
+    Builds::start(order, jobs, build)
 }
 
 /// The images `--warm` asks for now: for `auto`, by this server's usage.

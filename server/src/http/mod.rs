@@ -85,6 +85,8 @@ pub struct AppState {
     pub site: pages::Site,
     /// Live runs' limits and open sockets.
     pub live: live::LiveConfig,
+    /// Images being built in the background (`pe serve --build-missing`); empty otherwise.
+    pub builds: Arc<crate::builds::Builds>,
 }
 
 pub type SharedState = Arc<AppState>;

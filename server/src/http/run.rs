@@ -254,10 +254,18 @@ impl Plan {
             rendered.argv = argv.clone();
         }
         let image = state.images.resolve(&meta.id).map_err(|err| match err {
-            images::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
-                "the image of {:?} is not built on this server yet",
-                meta.id
-            )),
+            images::ImageError::NotBuilt { .. } => match state.builds.state(&meta.id) {
+                Some(build) => match build.retry_after() {
+                    Some(retry_after) => {
+                        AppError::Building { message: build.describe(&meta.id), retry_after }
+                    }
+                    None => AppError::Unavailable(build.describe(&meta.id)),
+                },
+                None => AppError::Unavailable(format!(
+                    "the image of {:?} is not built on this server yet",
+                    meta.id
+                )),
+            },
             images::ImageError::MissingFile { .. } => {
                 tracing::warn!(error = %chain(&err), "an image file is missing");
                 AppError::Unavailable(format!(

@@ -91,6 +91,22 @@ pub fn harness_with_static(
     gate: Option<Arc<Semaphore>>,
     static_dir: Option<std::path::PathBuf>,
 ) -> Harness {
+    harness_full(slots, queue, rate_burst, gate, static_dir, Default::default())
+}
+
+/// A server whose images are being built in the background by `builds`.
+pub fn harness_with_builds(builds: Arc<server::builds::Builds>) -> Harness {
+    harness_full(1, 4, 0, None, None, builds)
+}
+
+fn harness_full(
+    slots: usize,
+    queue: usize,
+    rate_burst: u32,
+    gate: Option<Arc<Semaphore>>,
+    static_dir: Option<std::path::PathBuf>,
+    builds: Arc<server::builds::Builds>,
+) -> Harness {
     let images_dir = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let images = ImageStore::new(images_dir.path());
@@ -141,6 +157,7 @@ pub fn harness_with_static(
             first_wait: Duration::from_millis(300),
             open: Arc::default(),
         },
+        builds,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }
