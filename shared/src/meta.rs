@@ -52,6 +52,9 @@ pub struct ContainerMeta {
     pub stdin: Option<String>,
     #[serde(default)]
     pub examples: Vec<Example>,
+    /// How the tool reports problems, so they can be shown in the editor (`[diagnostics]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<crate::diagnostics::DiagnosticsSpec>,
 }
 
 /// How the image is built.
@@ -413,6 +416,9 @@ impl ContainerMeta {
         for example in &self.examples {
             self.render(&example.options, &example.args)
                 .map_err(|e| self.problem(format!("example {:?}: {e}", example.name)))?;
+        }
+        if let Some(diagnostics) = &self.diagnostics {
+            diagnostics.validate().map_err(|e| self.problem(e.to_string()))?;
         }
         Ok(())
     }
