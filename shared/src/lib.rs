@@ -20,13 +20,16 @@
 //! 7. [`oci`]: the OCI runtime config given to crun, shared by every backend.
 //! 8. [`diagnostics`]: the errors and warnings in a run's output, with file, line and column,
 //!    read as its container's metadata says (built-in formats or a regex).
-//! 9. [`error::chain`]: an error and its causes in one line, the way every crate writes them.
+//! 9. [`asm`]: the assembly view: GNU assembler output with each line's source line, filtered
+//!    like Compiler Explorer (directives, unused labels, comments, library code, demangling).
+//! 10. [`error::chain`]: an error and its causes in one line, the way every crate writes them.
 //!
 //! This crate builds for the host, `wasm32-unknown-unknown` and `x86_64-unknown-linux-musl`; it
 //! has no async runtime, HTTP, browser or libc dependency.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod asm;
 pub mod cpio;
 pub mod diagnostics;
 pub mod error;

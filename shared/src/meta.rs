@@ -55,6 +55,9 @@ pub struct ContainerMeta {
     /// How the tool reports problems, so they can be shown in the editor (`[diagnostics]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<crate::diagnostics::DiagnosticsSpec>,
+    /// Where a compiler's assembly is and how to ask for it (`[assembly]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<crate::asm::AssemblySpec>,
 }
 
 /// How the image is built.
@@ -419,6 +422,18 @@ impl ContainerMeta {
         }
         if let Some(diagnostics) = &self.diagnostics {
             diagnostics.validate().map_err(|e| self.problem(e.to_string()))?;
+        }
+        if let Some(asm) = &self.assembly {
+            for id in std::iter::once(&asm.option).chain(&asm.intel_option) {
+                if !matches!(self.option(id).map(|o| &o.kind), Some(OptionKind::Bool { .. })) {
+                    return Err(self.problem(format!("[assembly] {id:?} is not a bool option")));
+                }
+            }
+            if !self.outputs.iter().any(|o| o.path == asm.file) {
+                return Err(
+                    self.problem(format!("[assembly] file {:?} is not an output", asm.file))
+                );
+            }
         }
         Ok(())
     }
