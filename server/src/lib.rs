@@ -18,6 +18,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod ce;
 pub mod cli;
 pub mod client;
 pub mod convert;

@@ -10,6 +10,7 @@
 //! headers, per-client rate limits on the costly routes (in [`run`] and [`links`]).
 
 pub mod body;
+pub mod ce;
 pub mod containers;
 pub mod error;
 pub mod links;
@@ -96,11 +97,13 @@ pub fn app(state: SharedState) -> Router {
         .merge(live::router())
         .merge(containers::router())
         .merge(links::router(&state))
+        .merge(ce::router(&state))
         .merge(ops::api_router())
         .route("/api/{*rest}", any(error::no_such_route));
     Router::new()
         .merge(api)
         .merge(ops::router())
+        .merge(ce::site_router())
         .merge(pages::router())
         .merge(site::router(&state))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout))
