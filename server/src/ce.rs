@@ -384,7 +384,9 @@ fn asm_lines(meta: &ContainerMeta, request: &CompileRequest, answer: &RunAnswer)
         return Vec::new();
     }
     let Some(entry) = answer.files.iter().find(|e| e.path == spec.file) else {
-        return vec![json!({"text": "<No assembly generated>", "source": null, "labels": []})];
+        let text =
+            if exit_code(answer) == 0 { "<No assembly generated>" } else { "<Compilation failed>" };
+        return vec![json!({"text": text, "source": null, "labels": []})];
     };
     let text = String::from_utf8_lossy(entry.content());
     let parsed = asm::parse(&text, &spec.source, &meta.run.cwd, &request.asm_filters());
@@ -399,6 +401,15 @@ fn asm_lines(meta: &ContainerMeta, request: &CompileRequest, answer: &RunAnswer)
             json!({"text": line.text, "source": source, "labels": []})
         })
         .collect()
+}
+
+/// The command line as a list of options: a shell script's text (`sh -c SCRIPT NAME ARGS...`)
+/// is left out, its name and arguments kept.
+fn compilation_options(argv: &[String]) -> &[String] {
+    match argv {
+        [sh, c, _script, rest @ ..] if sh.ends_with("sh") && c == "-c" => rest,
+        all => all,
+    }
 }
 
 /// Compiler Explorer's `CompilationResult` for the runs made: the compile run (none for an
@@ -425,7 +436,7 @@ pub fn compilation_result(
         Some(c) => {
             let mut r = build(c);
             r["asm"] = json!(asm_lines(meta, request, c));
-            r["compilationOptions"] = json!(c.result.argv);
+            r["compilationOptions"] = json!(compilation_options(&c.result.argv));
             r
         }
         None => json!({"code": 0, "stdout": [], "stderr": [], "timedOut": false, "execTime": 0,
@@ -610,8 +621,13 @@ impl ClientState {
         if let Some(session) = value.get("sessions").and_then(|s| s.get(0)) {
             let compiler = session.get("compilers").and_then(|c| c.get(0));
             let executor = session.get("executors").and_then(|e| e.get(0));
-            let str_of = |v: Option<&Value>, key: &str| {
-                v.and_then(|v| v.get(key)).and_then(Value::as_str).unwrap_or("").to_owned()
+            // A string, or (as some clients send `arguments`) a list of them.
+            let str_of = |v: Option<&Value>, key: &str| match v.and_then(|v| v.get(key)) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(list)) => join_arguments(
+                    &list.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>(),
+                ),
+                _ => String::new(),
             };
             let compiler_id = match compiler {
                 Some(c) => str_of(Some(c), "id"),
@@ -708,18 +724,7 @@ impl ClientState {
             .or_else(|| state.files.first().and_then(|f| f.content.clone()))
             .unwrap_or_default();
         let interpreter = ce.is_some_and(|ce| ce.execute_option.is_none());
-        let join = |args: &[String]| {
-            args.iter()
-                .map(|a| {
-                    if a.contains(char::is_whitespace) || a.is_empty() {
-                        format!("{a:?}")
-                    } else {
-                        a.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let join = join_arguments;
         let program_args = file_text(PROGRAM_ARGS_FILE)
             .map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
             .unwrap_or_default();
@@ -735,6 +740,20 @@ impl ClientState {
             stdin: state.stdin.clone(),
         }
     }
+}
+
+/// Arguments as one string that [`split_arguments`] splits back into them.
+pub fn join_arguments(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "\"'\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\"'\"'"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The first editor's source and the first compiler's id and options in a layout tree.
@@ -778,6 +797,23 @@ mod tests {
         );
         assert_eq!(split_arguments("  -a   'b c'd \\ e \"\""), ["-a", "b cd", " e", ""]);
         assert!(split_arguments("   ").is_empty());
+    }
+
+    #[test]
+    fn joined_arguments_split_back() {
+        let args: Vec<String> =
+            ["a", "two words", "", "it's", "q\"uote", "back\\slash"].map(str::to_owned).to_vec();
+        assert_eq!(split_arguments(&join_arguments(&args)), args);
+        assert_eq!(
+            compilation_options(&[
+                "sh".into(),
+                "-c".into(),
+                "x".into(),
+                "gcc".into(),
+                "-O2".into()
+            ]),
+            ["gcc", "-O2"]
+        );
     }
 
     #[test]
