@@ -87,6 +87,8 @@ async fn languages_and_compilers_as_json_or_text() {
     assert!(table.starts_with("Compiler Name | Name\n"), "{table}");
     assert!(table.contains("\ngcc           | GCC (C) 12.2"), "{table}");
     assert_eq!(body_json(send(&h, get("/api/compilers/cobol", true)).await).await, json!([]));
+    let openapi = body_json(send(&h, get("/api/v1/openapi.json", true)).await).await;
+    assert!(openapi["paths"]["/api/compiler/{id}/compile"]["post"].is_object());
 }
 
 #[tokio::test]
