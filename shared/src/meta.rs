@@ -45,6 +45,10 @@ pub struct ContainerMeta {
     pub inputs: Inputs,
     #[serde(default)]
     pub outputs: Vec<OutputSpec>,
+    /// The tool's output is a tree (a site, an unpacked archive, many files): the app asks for
+    /// squashfs answers and shows a file tree read lazily, from the first run on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_tree: bool,
     /// The files a new playground starts with.
     #[serde(default)]
     pub files: Vec<FileSpec>,
