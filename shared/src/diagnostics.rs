@@ -706,6 +706,7 @@ mod tests {
             stream: None,
             path: None,
             severity: None,
+            zero_based_columns: false,
         }
     }
 
