@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
                 stream: None,
                 path: None,
                 severity: None,
+                zero_based_columns: which == 4 && rest.len() % 2 == 0,
             };
             let (stdout, stderr) = text.split_once('\0').unwrap_or((&text, ""));
             // Sources for Python's carets: the text itself under every name.

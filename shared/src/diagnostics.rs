@@ -71,13 +71,15 @@ impl Severity {
         Some(match word.as_str() {
             "error"
             | "fatal error"
+            | "parse error"
             | "fatal"
+            | "f"
             | "err"
             | "e"
             | "critical"
             | "sorry, unimplemented" => Severity::Error,
-            "warning" | "warn" | "w" => Severity::Warning,
-            "note" | "n" | "remark" | "style" | "hint" => Severity::Note,
+            "warning" | "warn" | "w" | "deprecated" => Severity::Warning,
+            "note" | "n" | "notice" | "remark" | "style" | "hint" => Severity::Note,
             "info" | "information" | "i" => Severity::Info,
             _ => return None,
         })
@@ -140,6 +142,9 @@ pub struct DiagnosticsSpec {
     /// `error` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
+    /// The tool counts columns from 0 (pylint): one is added to the `column` group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero_based_columns: bool,
 }
 
 /// A spec that cannot be used.
@@ -669,7 +674,9 @@ fn regex_lines(
                 .or(spec.severity)
                 .unwrap_or(Severity::Error);
             let message = group("message").unwrap_or(line).trim();
-            let column = group("column").and_then(number).unwrap_or(0);
+            let column = group("column")
+                .and_then(number)
+                .map_or(0, |c| c + u32::from(spec.zero_based_columns));
             out.push(Diagnostic {
                 path: path.to_owned(),
                 line: line_no,
@@ -699,6 +706,7 @@ mod tests {
             stream: None,
             path: None,
             severity: None,
+            zero_based_columns: false,
         }
     }
 
@@ -746,6 +754,7 @@ mod tests {
             stream: Some(Stream::Stdout),
             path: Some("query.sql".into()),
             severity: None,
+            zero_based_columns: false,
         };
         spec.validate().unwrap();
         let d = parse(

@@ -186,3 +186,52 @@ fn regex_formats_of_jq_sqlite_graphviz_pandoc() {
     expect(&case("graphviz-warning"), &[]);
     expect(&case("pandoc-warnings"), &[("input.md", 6, 1, Warning, "Duplicate link reference")]);
 }
+
+#[test]
+fn compilers_of_the_larger_catalog() {
+    expect(
+        &case("clang-errors"),
+        &[
+            ("main.c", 4, 20, Error, "use of undeclared identi"),
+            ("main.c", 5, 13, Error, "expected ';' after retur"),
+        ],
+    );
+    expect(&case("go-errors"), &[("main.go", 7, 14, Error, "undeclared name: y")]);
+    expect(&case("java-errors"), &[("Main.java", 4, 0, Error, "';' expected")]);
+    expect(&case("nasm-errors"), &[("main.asm", 5, 0, Error, "parser: instruction expe")]);
+    expect(
+        &case("typescript-errors"),
+        &[
+            ("main.ts", 1, 7, Error, "TS2322: Type 'string' is"),
+            ("main.ts", 2, 34, Error, "TS2551: Property 'lenght"),
+        ],
+    );
+}
+
+#[test]
+fn interpreters_and_linters_of_the_larger_catalog() {
+    expect(
+        &case("bash-errors"),
+        &[
+            ("main.sh", 2, 0, Error, "nosuchcommand: command n"),
+            ("main.sh", 3, 0, Error, "cd: /nonexistent: No suc"),
+            ("main.sh", 4, 0, Error, "1 / 0: division by 0 (er"),
+        ],
+    );
+    // The error's own line only (its `from` lines are not read).
+    expect(&case("ruby-errors"), &[("main.rb", 2, 0, Error, "`greet': undefined local")]);
+    expect(&case("perl-errors"), &[("main.pl", 4, 0, Error, "Global symbol \"$y\" requi")]);
+    expect(&case("php-errors"), &[("main.php", 3, 0, Error, "syntax error, unexpected")]);
+    // pylint counts columns from 0; E is an error, W a warning, C (convention) a note.
+    expect(
+        &case("pylint-messages"),
+        &[
+            ("main.py", 1, 1, Note, "C0114: Missing module do"),
+            ("main.py", 3, 1, Note, "C0116: Missing function "),
+            ("main.py", 3, 1, Note, "C0103: Function name \"f\""),
+            ("main.py", 3, 7, Note, "C0103: Argument name \"x\""),
+            ("main.py", 4, 12, Error, "E0602: Undefined variabl"),
+            ("main.py", 1, 1, Warning, "W0611: Unused import os "),
+        ],
+    );
+}
