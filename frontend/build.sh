@@ -24,12 +24,13 @@ compress=1
 [ "${1:-}" = "--no-compress" ] && compress=0
 
 # 1. Tools and packages.
-if [ ! -f node_modules/monaco-editor/min/vs/loader.js ] || [ ! -x node_modules/.bin/wasm-opt ]; then
+if [ ! -f node_modules/monaco-editor/min/vs/loader.js ] || [ ! -x node_modules/.bin/wasm-opt ] ||
+   [ ! -f node_modules/@xterm/xterm/lib/xterm.mjs ]; then
   if ! command -v npm >/dev/null; then
     step "apt: installing npm"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
   fi
-  step "npm ci (monaco-editor, binaryen)"
+  step "npm ci (monaco-editor, @xterm/xterm, binaryen)"
   npm ci --no-audit --no-fund
 fi
 
@@ -81,7 +82,7 @@ printf 'wasm-opt: %s -> %s bytes\n' "$before" "$(stat -c %s "$wasm")"
 # 4. Precompress.
 if [ "$compress" = 1 ]; then
   step "precompressing dist/ (gzip -9, brotli -q 11)"
-  find dist -type f \( -name '*.js' -o -name '*.wasm' -o -name '*.css' -o -name '*.html' \
+  find dist -type f \( -name '*.js' -o -name '*.mjs' -o -name '*.wasm' -o -name '*.css' -o -name '*.html' \
       -o -name '*.ttf' -o -name '*.svg' -o -name '*.json' \) -print0 |
     xargs -0 -P "$(nproc)" -n 8 sh -c 'for f; do gzip -9 -k -f -n "$f"; brotli -q 11 -f -k "$f"; done' sh
 fi

@@ -5,7 +5,8 @@ use rand::RngCore;
 use shared::api::v1::archive_paths;
 use shared::cpio::{self, Entry, EntryData, Limits};
 use shared::guest::{
-    self, Exit, GuestLimits, GuestRequest, GuestResponse, PROTOCOL_VERSION, request_paths,
+    self, ContainerStart, Exit, GuestLimits, GuestRequest, GuestResponse, LiveRequest,
+    PROTOCOL_VERSION, request_paths,
 };
 
 use crate::ExecError;
@@ -14,8 +15,8 @@ use crate::job::{Job, JobLimits, JobOutput, Outcome, RanOn, Truncated, Usage};
 /// Memory the guest keeps for its kernel, init and crun; the program's cgroup gets the rest.
 const GUEST_RESERVED_MIB: u32 = 96;
 
-/// The bytes written to a job's I/O disk.
-pub fn request_bytes(job: &Job) -> Result<Vec<u8>, ExecError> {
+/// The bytes written to a job's I/O disk; `live` for a live run.
+pub fn request_bytes(job: &Job, live: Option<LiveRequest>) -> Result<Vec<u8>, ExecError> {
     let env = job.container_env();
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
@@ -40,6 +41,7 @@ pub fn request_bytes(job: &Job) -> Result<Vec<u8>, ExecError> {
             memory_mib: l.memory_mib.saturating_sub(GUEST_RESERVED_MIB).max(64),
         },
         seed: hex::encode(seed),
+        live,
     };
     let mut encoder = cpio::Encoder::new(Vec::new(), Limits::MAX);
     encoder.add_dir(request_paths::INPUT_DIR, 0o755, 0)?;
@@ -107,6 +109,11 @@ pub fn output_from_guest(
                 max_rss_kib: done.usage.max_rss_kib,
             };
             output.timings.run_ms = done.timings.run_ms;
+            output.timings.exec_ms = done.timings.exec_ms;
+            output.ran_on.container = match done.container {
+                ContainerStart::Premade => "premade",
+                ContainerStart::Created => "created",
+            };
             output.timings.boot_ms = vm_ms.saturating_sub(done.timings.run_ms);
             output.notes = done.notes;
         }

@@ -22,6 +22,7 @@ use std::time::Duration;
 pub mod confine;
 pub mod convert;
 pub mod job;
+pub mod live;
 pub mod pool;
 pub mod sandbox;
 pub mod vm;

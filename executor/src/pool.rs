@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::ExecError;
 use crate::job::{Job, JobOutput};
+use crate::live::{LiveEvent, LiveIo, Stream};
 
 /// A boxed future, so backends can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -20,6 +21,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Something that runs one job: the microVM, or a fake in tests.
 pub trait Backend: Send + Sync + 'static {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>>;
+
+    /// Runs `job` live: output reported as it is written, typed stdin fed to the program.
+    /// The real backends stream; this default (for fakes in tests) runs the job and reports
+    /// its output when it has ended, and never reads typed stdin.
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(async move {
+            let output = self.run(job).await?;
+            live.started(&output.ran_on).await;
+            for (stream, data) in
+                [(Stream::Stdout, &output.stdout), (Stream::Stderr, &output.stderr)]
+            {
+                if !data.is_empty() {
+                    let event = LiveEvent::Output { stream, data: data.clone() };
+                    let _ = live.events.send(event).await;
+                }
+            }
+            Ok(output)
+        })
+    }
 }
 
 /// The microVM backend: one fresh VM per job.
@@ -30,7 +54,15 @@ pub struct MicroVm {
 
 impl Backend for MicroVm {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(crate::vm::cold::run_cold(&self.config, job))
+        Box::pin(crate::vm::cold::run_cold(&self.config, job, None))
+    }
+
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(crate::vm::cold::run_cold(&self.config, job, Some(live)))
     }
 }
 
@@ -108,6 +140,16 @@ impl Pool {
     /// full. Dropping the future (a client that went away) gives the slot back and, through the
     /// backend, kills the VM.
     pub async fn try_submit(&self, job: &Job) -> Result<JobOutput, ExecError> {
+        self.submit(job, None).await
+    }
+
+    /// [`Pool::try_submit`] for a live run: `live` learns of the start and the output as it
+    /// comes, and feeds typed stdin.
+    pub async fn try_submit_live(&self, job: &Job, live: LiveIo) -> Result<JobOutput, ExecError> {
+        self.submit(job, Some(live)).await
+    }
+
+    async fn submit(&self, job: &Job, live: Option<LiveIo>) -> Result<JobOutput, ExecError> {
         let limit = self.slot_count + self.queue_max;
         let admitted = self.admitted.fetch_add(1, Ordering::AcqRel);
         let _admission = Admission(&self.admitted);
@@ -117,7 +159,13 @@ impl Pool {
         let submitted = Instant::now();
         let _permit = self.slots.acquire().await?;
         let queue_ms = submitted.elapsed().as_millis() as u64;
-        let mut output = self.backend.run(job).await?;
+        let mut output = match live {
+            Some(mut live) => {
+                live.queue_ms = queue_ms;
+                self.backend.run_live(job, live).await?
+            }
+            None => self.backend.run(job).await?,
+        };
         output.timings.queue_ms = queue_ms;
         output.timings.total_ms = submitted.elapsed().as_millis() as u64;
         Ok(output)
@@ -160,7 +208,12 @@ mod tests {
                     truncated: Truncated::default(),
                     timings: JobTimings::default(),
                     usage: Usage::default(),
-                    ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                    ran_on: RanOn {
+                        backend: "fake",
+                        accel: None,
+                        start: "cold",
+                        container: "created",
+                    },
                     notes: Vec::new(),
                 })
             })

@@ -50,6 +50,7 @@
 //!
 //! Needs root (it mounts), util-linux `unshare`, `/bin/sh`, and crun.
 
+use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -57,6 +58,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -71,6 +73,7 @@ use tokio::time::Instant;
 
 use crate::ExecError;
 use crate::job::{Job, JobLimits, JobOutput, JobTimings, Outcome, RanOn, Truncated, Usage};
+use crate::live::{LiveEvent, LiveInput, LiveIo, STOPPED_NOTE, Stream as LiveStream};
 use crate::pool::{Backend, BoxFuture};
 
 /// The note on every result of this backend.
@@ -149,12 +152,25 @@ pub struct Sandbox {
 
 impl Backend for Sandbox {
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
-        Box::pin(run(&self.config, job))
+        Box::pin(run(&self.config, job, None))
+    }
+
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(run(&self.config, job, Some(live)))
     }
 }
 
-/// Runs `job` in the namespace sandbox.
-pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecError> {
+/// Runs `job` in the namespace sandbox; `live` gets its output as it is written and feeds its
+/// stdin (a FIFO then, instead of a file).
+pub async fn run(
+    config: &SandboxConfig,
+    job: &Job,
+    live: Option<LiveIo>,
+) -> Result<JobOutput, ExecError> {
     check_root()?;
     if !config.crun.is_file() {
         let source = io::Error::new(io::ErrorKind::NotFound, "no such file");
@@ -165,10 +181,25 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
     let dir = fs::canonicalize(temp.path())
         .map_err(|source| ExecError::WorkDir { path: temp.path().to_owned(), source })?;
     let id = FIRST_UID + NEXT_UID.fetch_add(1, Ordering::Relaxed) % UID_COUNT;
-    prepare(&dir, job, id)?;
+    let stdin_open = live.as_ref().is_some_and(|live| live.stdin_open);
+    prepare(&dir, job, id, stdin_open)?;
 
     let started = Instant::now();
+    let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold", container: "created" };
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let (live, _feeder) = match live {
+        Some(live) => {
+            live.started(&ran_on).await;
+            let stdin = stdin_open.then(|| dir.join("stdin"));
+            let feeder = feed_input(stdin.as_deref(), job.stdin.clone(), live.input, kill.clone())?;
+            let forward = Forward { events: live.events, pending: VecDeque::new() };
+            (Some(forward), Some(feeder))
+        }
+        None => (None, None),
+    };
     let mut session = Session::start(config, job, &dir, id, temp)?;
+    session.live = live;
+    session.kill = Some(kill);
     session.watch(&job.limits, started).await;
     let run_end = Instant::now();
     let mut notes = Vec::new();
@@ -188,6 +219,15 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
         notes.extend(found.notes);
     }
     session.finish().await;
+    if let Some(mut live) = session.live.take() {
+        // What is still pending goes out if the caller takes it promptly; the result has it all.
+        while let Some(event) = live.pending.pop_front() {
+            match tokio::time::timeout(Duration::from_millis(200), live.events.send(event)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+    }
 
     let run_ms = session
         .program_started
@@ -207,6 +247,9 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
         stdout.clear();
         stderr.clear();
     }
+    if session.stopped_by_user {
+        notes.push(STOPPED_NOTE.to_owned());
+    }
     notes.push(NOTE.to_owned());
     Ok(JobOutput {
         outcome,
@@ -224,7 +267,7 @@ pub async fn run(config: &SandboxConfig, job: &Job) -> Result<JobOutput, ExecErr
             ..JobTimings::default()
         },
         usage: children_usage(&session.times),
-        ran_on: RanOn { backend: "sandbox", accel: None, start: "cold" },
+        ran_on,
         notes,
     })
 }
@@ -234,8 +277,9 @@ fn check_root() -> Result<(), ExecError> {
     if crate::running_as_root() { Ok(()) } else { Err(ExecError::SandboxNeedsRoot) }
 }
 
-/// Writes the bundle, the staged inputs and stdin into the job directory `dir`.
-fn prepare(dir: &Path, job: &Job, id: u32) -> Result<(), ExecError> {
+/// Writes the bundle, the staged inputs and stdin into the job directory `dir`; stdin is a FIFO
+/// when it stays open for typing (fed by [`feed_stdin`]).
+fn prepare(dir: &Path, job: &Job, id: u32, stdin_open: bool) -> Result<(), ExecError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ExecError::WorkDir { path, source }
@@ -266,6 +310,7 @@ fn prepare(dir: &Path, job: &Job, id: u32) -> Result<(), ExecError> {
         cgroup: None,
         rlimits: &rlimits,
         seccomp: oci::Seccomp::Allowlist,
+        waiter: None,
     };
     let config = serde_json::to_vec(&oci::runtime_config(&spec))?;
     let config_path = dir.join("bundle/config.json");
@@ -296,6 +341,16 @@ fn prepare(dir: &Path, job: &Job, id: u32) -> Result<(), ExecError> {
     chown_tree(&input, id).map_err(io_err(&input))?;
 
     let stdin = dir.join("stdin");
+    if stdin_open {
+        return rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &stdin,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|errno| io_err(&stdin)(errno.into()));
+    }
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -303,6 +358,58 @@ fn prepare(dir: &Path, job: &Job, id: u32) -> Result<(), ExecError> {
         .open(&stdin)
         .and_then(|mut f| f.write_all(&job.stdin))
         .map_err(io_err(&stdin))
+}
+
+/// Takes a live job's input: feeds the stdin FIFO at `stdin` (when stdin is open) with
+/// `initial`, then what the user types, until they close it (the program then reads end of
+/// file); a `kill` wakes `kill`. The task ends when the returned guard drops with the job.
+fn feed_input(
+    stdin: Option<&Path>,
+    initial: Vec<u8>,
+    mut input: mpsc::Receiver<LiveInput>,
+    kill: Arc<tokio::sync::Notify>,
+) -> Result<AbortOnDrop, ExecError> {
+    use tokio::io::AsyncWriteExt;
+    // Read-write: opening never waits for the reader (the shell opens it when it starts crun).
+    let mut fifo = match stdin {
+        Some(path) => Some(
+            tokio::net::unix::pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(path)
+                .map_err(|source| ExecError::WorkDir { path: path.to_owned(), source })?,
+        ),
+        None => None,
+    };
+    let task = tokio::spawn(async move {
+        if let Some(pipe) = fifo.as_mut()
+            && pipe.write_all(&initial).await.is_err()
+        {
+            fifo = None;
+        }
+        while let Some(message) = input.recv().await {
+            match message {
+                LiveInput::Stdin(data) => {
+                    if let Some(pipe) = fifo.as_mut()
+                        && pipe.write_all(&data).await.is_err()
+                    {
+                        fifo = None;
+                    }
+                }
+                LiveInput::StdinClose => fifo = None,
+                LiveInput::Kill => kill.notify_one(),
+            }
+        }
+    });
+    Ok(AbortOnDrop(task))
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The container's environment: the job's, with PATH and HOME defaulted as for the microVM.
@@ -362,8 +469,61 @@ struct Session {
     timed_out: bool,
     /// Whether everything was killed from outside (unshare with SIGKILL).
     hard_killed: bool,
+    /// Whether the user of a live run stopped it.
+    stopped_by_user: bool,
     /// The shell's `times` lines.
     times: Vec<String>,
+    /// A live run's output on its way to the caller.
+    live: Option<Forward>,
+    /// Woken when the user of a live run stops it.
+    kill: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Output of a live run not yet taken by the caller. While it holds more than
+/// [`Forward::HIGH_WATER`] bytes the pipes are not read, so the program blocks on write.
+struct Forward {
+    events: mpsc::Sender<LiveEvent>,
+    pending: VecDeque<LiveEvent>,
+}
+
+impl Forward {
+    const HIGH_WATER: usize = 64 * 1024;
+
+    fn has_room(&self) -> bool {
+        let bytes: usize = self
+            .pending
+            .iter()
+            .map(|event| match event {
+                LiveEvent::Output { data, .. } => data.len(),
+                LiveEvent::Started { .. } => 0,
+            })
+            .sum();
+        bytes < Self::HIGH_WATER
+    }
+
+    fn push(&mut self, stream: LiveStream, data: &[u8]) {
+        if !data.is_empty() {
+            self.pending.push_back(LiveEvent::Output { stream, data: data.to_vec() });
+        }
+    }
+}
+
+/// Resolves when the user stops the run (never, for a run that is not live).
+async fn stopped(kill: Option<Arc<tokio::sync::Notify>>) {
+    match kill {
+        Some(kill) => kill.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Room in the caller's channel for the next pending event (never, when nothing is pending).
+async fn reserve(
+    sender: Option<mpsc::Sender<LiveEvent>>,
+) -> Result<mpsc::OwnedPermit<LiveEvent>, mpsc::error::SendError<()>> {
+    match sender {
+        Some(sender) => sender.reserve_owned().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -417,7 +577,10 @@ impl Session {
             kill_asked: None,
             timed_out: false,
             hard_killed: false,
+            stopped_by_user: false,
             times: Vec::new(),
+            live: None,
+            kill: None,
         })
     }
 
@@ -432,15 +595,38 @@ impl Session {
                 (None, Some(at)) => at + limits.timeout,
                 (None, None) => started + SETUP_LIMIT,
             };
+            let room = self.live.as_ref().is_none_or(Forward::has_room);
+            let sender = self
+                .live
+                .as_ref()
+                .filter(|live| !live.pending.is_empty())
+                .map(|live| live.events.clone());
             tokio::select! {
-                n = read_some(&mut self.stdout, &mut out_buf), if !self.stdout.eof => {
+                n = read_some(&mut self.stdout, &mut out_buf), if room && !self.stdout.eof => {
+                    let kept = self.stdout.data.len();
                     if self.stdout.take(&out_buf[..n]) {
                         self.ask_kill();
                     }
+                    if let Some(live) = self.live.as_mut() {
+                        live.push(LiveStream::Stdout, &self.stdout.data[kept..]);
+                    }
                 }
-                n = read_some(&mut self.stderr, &mut err_buf), if !self.stderr.eof => {
+                n = read_some(&mut self.stderr, &mut err_buf), if room && !self.stderr.eof => {
+                    let kept = self.stderr.data.len();
                     if self.stderr.take(&err_buf[..n]) {
                         self.ask_kill();
+                    }
+                    if let Some(live) = self.live.as_mut() {
+                        live.push(LiveStream::Stderr, &self.stderr.data[kept..]);
+                    }
+                }
+                () = stopped(self.kill.clone()) => {
+                    self.stopped_by_user = true;
+                    self.ask_kill();
+                }
+                Ok(permit) = reserve(sender) => {
+                    if let Some(event) = self.live.as_mut().and_then(|l| l.pending.pop_front()) {
+                        permit.send(event);
                     }
                 }
                 line = self.lines.recv() => match line {

@@ -38,7 +38,7 @@ async fn sandbox_run(job: &Job) -> (JobOutput, Duration) {
     let work = tempfile::tempdir().unwrap();
     let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
     let started = Instant::now();
-    let output = run(&config, job).await.unwrap();
+    let output = run(&config, job, None).await.unwrap();
     let took = started.elapsed();
     let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind in the work dir: {left:?}");
@@ -215,7 +215,8 @@ async fn a_dropped_job_leaves_nothing_behind() {
     let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
     let job = job("marker-dropped", "sh -c 'sleep 100' \"$0\" & while :; do :; done");
     for after_ms in [2, 10, 25, 50, 400] {
-        let ran = tokio::time::timeout(Duration::from_millis(after_ms), run(&config, &job)).await;
+        let ran =
+            tokio::time::timeout(Duration::from_millis(after_ms), run(&config, &job, None)).await;
         assert!(ran.is_err(), "the job should still have been running: {ran:?}");
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
@@ -251,4 +252,106 @@ fn loops_backed_by(image: &Path) -> bool {
     let out = std::process::Command::new("losetup").arg("-j").arg(image).output().unwrap();
     assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
     !out.stdout.is_empty()
+}
+
+/// A live run in the sandbox: output arrives while the program runs, typed lines are answered,
+/// closing stdin ends it, and a stop kills it.
+#[tokio::test]
+async fn live_runs_stream_output_take_typed_stdin_and_stop() {
+    use executor::live::{LiveEvent, LiveInput, LiveIo, Stream};
+    use tokio::sync::mpsc;
+    let work = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
+
+    // Line by line: each typed line is answered before the next is sent.
+    let echo =
+        job("live-echo", "echo ready; while read -r n; do echo \"got $n\"; done; echo done >&2");
+    let (events, mut rx) = mpsc::channel(16);
+    let (input, input_rx) = mpsc::channel(16);
+    let live = LiveIo { events, input: input_rx, stdin_open: true, queue_ms: 0 };
+    let running = tokio::spawn({
+        let config = config.clone();
+        async move { run(&config, &echo, Some(live)).await }
+    });
+    let mut stdout = String::new();
+    let mut wait_for = async |want: &str, stdout: &mut String| {
+        while !stdout.ends_with(want) {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+                Some(LiveEvent::Output { stream: Stream::Stdout, data }) => {
+                    stdout.push_str(&String::from_utf8_lossy(&data));
+                }
+                Some(_) => {}
+                None => panic!("the events ended before {want:?}; stdout {stdout:?}"),
+            }
+        }
+    };
+    wait_for("ready\n", &mut stdout).await;
+    input.send(LiveInput::Stdin(b"1\n".to_vec())).await.unwrap();
+    wait_for("got 1\n", &mut stdout).await;
+    input.send(LiveInput::Stdin(b"2\n".to_vec())).await.unwrap();
+    wait_for("got 2\n", &mut stdout).await;
+    input.send(LiveInput::StdinClose).await.unwrap();
+    let output = running.await.unwrap().unwrap();
+    assert_eq!(output.outcome, Outcome::Exited(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ready\ngot 1\ngot 2\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "done\n");
+
+    // Stop: a program that would sleep for a minute is killed at once.
+    let sleeper = job("live-stop", "echo ready; sleep 60");
+    let (events, mut rx) = mpsc::channel(16);
+    let (input, input_rx) = mpsc::channel(16);
+    let live = LiveIo { events, input: input_rx, stdin_open: false, queue_ms: 0 };
+    let running = tokio::spawn({
+        let config = config.clone();
+        async move { run(&config, &sleeper, Some(live)).await }
+    });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap() {
+            Some(LiveEvent::Output { data, .. }) if data == b"ready\n" => break,
+            Some(_) => {}
+            None => panic!("no ready"),
+        }
+    }
+    let stopped = Instant::now();
+    input.send(LiveInput::Kill).await.unwrap();
+    let output = running.await.unwrap().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(10), "stop took {:?}", stopped.elapsed());
+    assert!(matches!(output.outcome, Outcome::Signaled(9)), "{:?}", output.outcome);
+    assert!(output.notes.iter().any(|n| n == "stopped by the user"), "{:?}", output.notes);
+    let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in the work dir: {left:?}");
+}
+
+/// Backpressure: a caller that takes no events makes the program block on write instead of
+/// the host buffering its output. `yes` for 3 s with a 64 MiB stdout cap: a plain run keeps
+/// megabytes; a live run nobody reads keeps what the bounded queue and the pipe hold.
+#[tokio::test]
+async fn a_caller_that_stops_reading_makes_the_program_block() {
+    use executor::live::{LiveEvent, LiveIo};
+    use tokio::sync::mpsc;
+    let work = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { crun: "/usr/bin/crun".into(), work_dir: work.path().into() };
+    let mut flood = job("live-flood", "yes");
+    flood.limits.timeout = Duration::from_secs(3);
+    flood.limits.stdout_bytes = 64 << 20;
+
+    let plain = run(&config, &flood, None).await.unwrap();
+    // One event is taken (started), then nothing: the queue of one fills and stays full.
+    let (events, mut rx) = mpsc::channel::<LiveEvent>(1);
+    let (_input, input_rx) = mpsc::channel(1);
+    let live = LiveIo { events, input: input_rx, stdin_open: false, queue_ms: 0 };
+    let stalled = run(&config, &flood, Some(live)).await.unwrap();
+    drop(rx.try_recv());
+    eprintln!(
+        "plain run kept {} bytes, stalled live run {}",
+        plain.stdout.len(),
+        stalled.stdout.len()
+    );
+    assert_eq!(stalled.outcome, Outcome::Timeout);
+    assert!(plain.stdout.len() > 8 << 20, "yes wrote only {} bytes in 3 s", plain.stdout.len());
+    assert!(
+        stalled.stdout.len() < 1 << 20,
+        "kept {} bytes for a caller that read nothing",
+        stalled.stdout.len()
+    );
 }

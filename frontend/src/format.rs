@@ -219,9 +219,59 @@ pub fn unique_name(stem: &str, ext: &str, taken: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// `text` without its ANSI escape sequences (colours, cursor moves): the result panel shows
+/// text, the live terminal shows colours.
+pub fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\x1b') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            // CSI: parameters and intermediates up to a final byte in @..~.
+            Some('[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or ESC \.
+            Some(']') => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // A two-character escape.
+            Some(_) => {
+                chars.next();
+            }
+            None => {}
+        }
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ansi_escapes_are_stripped_for_the_result_panel() {
+        assert_eq!(strip_ansi("\x1b[32mgreen\x1b[0m plain"), "green plain");
+        assert_eq!(strip_ansi("a\x1b]0;title\x07b\x1b]8;;x\x1b\\c"), "abc");
+        assert_eq!(strip_ansi("no escapes"), "no escapes");
+        assert_eq!(strip_ansi("cut\x1b["), "cut");
+    }
 
     #[test]
     fn shell_join_quotes_only_what_needs_it() {

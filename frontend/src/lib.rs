@@ -25,6 +25,7 @@ mod browser;
 mod compare;
 mod components;
 mod format;
+mod live;
 mod monaco;
 mod playground;
 mod store;

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::Value;
-use shared::api::v1::PlaygroundState;
+use shared::api::v1::{PlaygroundState, RunRequest};
+use shared::cpio::Entry;
 use shared::meta::{ContainerMeta, Rendered};
 
 use crate::api::{self, ApiError, Container, RunOutput};
 use crate::browser;
 use crate::format;
+use crate::live::{self, Heard};
 use crate::playground::{InputFile, Playground, Setup};
 use crate::theme::{self, Theme};
 
@@ -80,6 +82,11 @@ pub struct Store {
     pub finished_b: RwSignal<Option<Finished>>,
     pub run_error_b: RwSignal<Option<String>>,
     run_generation: StoredValue<u64>,
+    /// Runs are live: output as it is written, stdin typed while the program runs.
+    pub live: RwSignal<bool>,
+    /// A live run is in flight (its terminal shows), and whether its stdin is still open.
+    pub live_running: RwSignal<bool>,
+    pub live_stdin_open: RwSignal<bool>,
 
     pub share: RwSignal<Share>,
     /// The state behind the link in the address bar, while the page still shows it.
@@ -217,6 +224,9 @@ impl Store {
             run_error: RwSignal::new(None),
             finished_b: RwSignal::new(None),
             run_error_b: RwSignal::new(None),
+            live: RwSignal::new(false),
+            live_running: RwSignal::new(false),
+            live_stdin_open: RwSignal::new(false),
             run_generation: StoredValue::new(0),
             share: RwSignal::new(Share::Idle),
             link_state: StoredValue::new(None),
@@ -469,6 +479,10 @@ impl Store {
         self.run_error_b.set(None);
         let meta = self.a.meta.get_untracked();
         let meta_b = self.b.meta.get_untracked();
+        if self.live.get_untracked() && !comparing {
+            self.run_live(request, &files, meta, started, generation);
+            return;
+        }
         spawn_local(async move {
             let current = move || store.run_generation.get_value() == generation;
             let result = api::run(request, &files).await;
@@ -488,11 +502,78 @@ impl Store {
         });
     }
 
-    /// Cancels the run in flight.
+    /// A live run: the terminal shows the output as it comes; what the stdin tab holds is sent
+    /// first and stdin stays open for typing; the answer fills the result panel as usual.
+    fn run_live(
+        &self,
+        mut request: RunRequest,
+        files: &[Entry],
+        meta: Option<Arc<ContainerMeta>>,
+        started: f64,
+        generation: u64,
+    ) {
+        let store = *self;
+        let typed_first = request.stdin.take();
+        let frame = api::pack_inputs(files, b"").and_then(|(archive, digest)| {
+            request.inputs_digest = Some(digest);
+            Ok(shared::framing::encode(&request, &archive)?)
+        });
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.run_error.set(Some(e.to_string()));
+                self.running_since.set(None);
+                return;
+            }
+        };
+        api::cancel_run();
+        self.finished.set(None);
+        self.live_running.set(true);
+        self.live_stdin_open.set(true);
+        live::start(&frame, move |heard| {
+            if store.run_generation.get_value() != generation {
+                return;
+            }
+            match heard {
+                Heard::Answer(bytes) => show_result(
+                    api::unpack_result(&bytes),
+                    meta.clone(),
+                    started,
+                    store.finished,
+                    store.run_error,
+                ),
+                Heard::Error(message) => store.run_error.set(Some(message)),
+                Heard::Closed(true) => store
+                    .run_error
+                    .set(Some("the live connection closed before the run ended".to_owned())),
+                Heard::Closed(false) => {}
+            }
+            store.end_live();
+        });
+        if let Some(text) = typed_first.filter(|t| !t.is_empty()) {
+            live::send_text(&text);
+        }
+    }
+
+    /// The live run is over: the result panel replaces the terminal. The socket is let go
+    /// after this turn (this runs inside one of its callbacks).
+    fn end_live(&self) {
+        self.running_since.set(None);
+        self.live_running.set(false);
+        self.live_stdin_open.set(false);
+        set_timeout(live::stop_socket, std::time::Duration::ZERO);
+    }
+
+    /// Cancels the run in flight (a live run's socket closes: the server ends its VM).
     pub fn cancel(&self) {
         api::cancel_run();
         self.run_generation.update_value(|g| *g += 1);
         self.running_since.set(None);
+        if self.live_running.get_untracked() {
+            self.live_running.set(false);
+            self.live_stdin_open.set(false);
+            live::stop_socket();
+        }
     }
 
     /// From the embedded view: stores the playground behind a permalink and opens it in the full

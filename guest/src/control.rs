@@ -6,7 +6,7 @@
 //! state and clock: the seed and the time in `go` replace both before anything else runs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -38,9 +38,13 @@ pub struct Go {
     pub now: Option<Duration>,
 }
 
-/// Says `ready`, waits for `go <seed> <unix-time-ns>`.
-pub fn wait_for_go() -> Result<Go, SetupError> {
-    const STAGE: &str = "wait for the host";
+/// The control port, opened on first use and kept open for the VM's life. A live run in a cold
+/// VM opens it only for its stream; a warm VM opens it to wait for `go`.
+pub fn port() -> Result<&'static File, SetupError> {
+    const STAGE: &str = "open the control port";
+    if let Some(port) = PORT.get() {
+        return Ok(port);
+    }
     // The port appears once its driver has probed it, which may be a little after init starts.
     let deadline = Instant::now() + Duration::from_secs(5);
     let path = loop {
@@ -53,15 +57,35 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
         std::thread::sleep(Duration::from_millis(5));
     };
     let port = OpenOptions::new().read(true).write(true).open(&path).stage(STAGE)?;
-    let port = PORT.get_or_init(|| port);
+    Ok(PORT.get_or_init(|| port))
+}
+
+/// Reads one line, a byte at a time: what follows `go` on the port (a live run's stdin frames)
+/// belongs to the job and must not be swallowed by a read-ahead buffer.
+fn read_line(mut port: &File) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if port.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if byte[0] == b'\n' || line.len() >= 4096 {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+}
+
+/// Says `ready`, waits for `go <seed> <unix-time-ns>`.
+pub fn wait_for_go() -> Result<Go, SetupError> {
+    const STAGE: &str = "wait for the host";
+    let port = port()?;
     (&*port).write_all(b"ready\n").stage(STAGE)?;
     // End of file means the host went away (a server that died): the error powers the VM off.
     // A clone restored from a snapshot finds its host connected, as the template did: the host
     // connects to the clone's port before the clone's state is loaded.
-    let mut reader = BufReader::new(port);
     loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).stage(STAGE)?;
+        let line = read_line(port).stage(STAGE)?;
         if line.trim() == "warm" {
             warm_up();
             (&*port).write_all(b"ready\n").stage(STAGE)?;
@@ -78,6 +102,7 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
 /// otherwise paid for by the job (under TCG each code path is translated again in a new QEMU
 /// process, and each page the template touched is copied on its first write).
 fn warm_up() {
+    run_tool_warm_up();
     let _ = std::process::Command::new("/usr/bin/crun")
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -87,7 +112,6 @@ fn warm_up() {
     if let Some(io) = crate::disk::IO_DISK.get()
         && let Ok(dev) = File::open(io)
     {
-        use std::io::Read;
         let _ = crate::sys::flush_block_cache(&dev);
         let _ = (&dev).take(4096).read_to_end(&mut Vec::new());
     }
@@ -98,6 +122,57 @@ fn warm_up() {
         let _ = fs::write(format!("{dir}/x"), b"x");
         let _ = crate::sys::umount(dir);
     }
+}
+
+/// The container's own warm-up command (`pe.warmup=HEX` of its JSON argv, from the container's
+/// metadata), run in the read-only image as the job user with nothing to write to and a time
+/// limit: the tool's start-up code is then translated in this VM's QEMU before the job (under
+/// TCG that is most of an interpreter's start). It leaves no process and no file.
+fn run_tool_warm_up() {
+    const LIMIT: Duration = Duration::from_secs(10);
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(argv) = warm_up_command(&cmdline) else { return };
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let started = Instant::now();
+    let spawned =
+        crate::sys::chroot_as(&mut cmd, crate::setup::paths::IMAGE, crate::JOB_UID, crate::JOB_GID)
+            .and_then(|()| cmd.spawn());
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            crate::log(format_args!("warm-up {argv:?} did not start: {err}"));
+            return;
+        }
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) if started.elapsed() < LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                break child.wait();
+            }
+            Ok(Some(status)) => break Ok(status),
+        }
+    };
+    crate::log(format_args!(
+        "warm-up {argv:?}: {status:?} in {} ms",
+        started.elapsed().as_millis()
+    ));
+}
+
+/// The warm-up command on the kernel command line, if any.
+fn warm_up_command(cmdline: &str) -> Option<Vec<String>> {
+    let hex = cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("pe.warmup="))?;
+    let argv: Vec<String> = serde_json::from_slice(&hex::decode(hex).ok()?).ok()?;
+    argv.first().filter(|program| !program.is_empty())?;
+    Some(argv)
 }
 
 fn parse_go(line: &str) -> Option<Go> {
@@ -116,6 +191,16 @@ fn parse_go(line: &str) -> Option<Go> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_up_command_comes_hex_encoded_on_the_command_line() {
+        let hex = hex::encode(br#"["python3","-c","pass"]"#);
+        let cmdline = format!("quiet pe.warm=squashfs pe.warmup={hex} pe.premade=256");
+        assert_eq!(warm_up_command(&cmdline).unwrap(), ["python3", "-c", "pass"]);
+        assert_eq!(warm_up_command("quiet pe.warm=squashfs"), None);
+        assert_eq!(warm_up_command("pe.warmup=zz"), None);
+        assert_eq!(warm_up_command(&format!("pe.warmup={}", hex::encode("[]"))), None);
+    }
 
     #[test]
     fn go_carries_a_seed_and_maybe_the_time() {

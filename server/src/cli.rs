@@ -72,8 +72,13 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the whole result as JSON (the API's JSON form) instead of the program's output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "interactive")]
     pub json: bool,
+    /// Live: the program's stdout and stderr as it writes them, and this terminal's stdin fed
+    /// to it as it is typed (end of file closes it; `--stdin FILE` is fed first). Ctrl-C ends
+    /// the VM and exits 130.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Wall-clock limit in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,

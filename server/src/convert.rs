@@ -76,12 +76,15 @@ pub fn run_result(
             kind: output.ran_on.backend.to_owned(),
             accel: output.ran_on.accel.map(str::to_owned),
             start: Some(output.ran_on.start.to_owned()),
+            container: Some(output.ran_on.container.to_owned()),
         },
         cached: false,
+        not_cached: None,
         timings_ms: Timings {
             queue: output.timings.queue_ms,
             boot: output.timings.boot_ms,
             run: output.timings.run_ms,
+            exec: output.timings.exec_ms,
             total: output.timings.total_ms,
         },
         usage: ResourceUsage {

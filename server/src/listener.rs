@@ -40,18 +40,20 @@ pub struct ConnLimits {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// Open connections per client.
+/// Open things (connections, live runs) per client.
 #[derive(Debug, Default)]
-struct Open(Mutex<HashMap<ClientKey, usize>>);
+pub struct Open(Mutex<HashMap<ClientKey, usize>>);
 
-/// One open connection of a client; gives its place back when dropped.
-struct Slot {
+/// One open thing of a client; gives its place back when dropped.
+#[derive(Debug)]
+pub struct Slot {
     open: Arc<Open>,
     key: ClientKey,
 }
 
 impl Open {
-    fn take(self: &Arc<Self>, key: ClientKey, max: usize) -> Option<Slot> {
+    /// A place for one more of `key`'s, unless it has `max` already.
+    pub fn take(self: &Arc<Self>, key: ClientKey, max: usize) -> Option<Slot> {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = map.entry(key).or_default();
         if *n >= max {

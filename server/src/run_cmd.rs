@@ -68,6 +68,9 @@ pub async fn run(
             if let Some(path) = &args.stdin {
                 request.stdin = std::fs::read(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
+            } else if args.interactive {
+                // The terminal is the program's stdin, not the metadata's default text.
+                request.stdin.clear();
             }
             // Validate and render before looking for the image: a bad option never starts a VM.
             meta.render(&request.options, &request.args)?;
@@ -100,7 +103,17 @@ pub async fn run(
 
     let chosen = exec.choose_backend().await.context("cannot create the work directory")?;
     let pool = Pool::new(chosen.backend.clone(), 1, 0, Duration::from_secs(2));
-    let output = pool.try_submit(&job).await?;
+    let output = if args.interactive {
+        match run_interactive(&pool, &job).await? {
+            Some(output) => output,
+            None => {
+                eprintln!("pe: stopped (Ctrl-C): the VM was ended");
+                return Ok(ExitCode::from(130));
+            }
+        }
+    } else {
+        pool.try_submit(&job).await?
+    };
 
     if let Some(dir) = &args.out {
         write_outputs(dir, &output.files)?;
@@ -113,9 +126,11 @@ pub async fn run(
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer.to_json())?);
     } else {
-        std::io::stdout().write_all(&answer.stdout)?;
-        std::io::stdout().flush()?;
-        std::io::stderr().write_all(&answer.stderr)?;
+        if !args.interactive {
+            std::io::stdout().write_all(&answer.stdout)?;
+            std::io::stdout().flush()?;
+            std::io::stderr().write_all(&answer.stderr)?;
+        }
         let t = &result.timings_ms;
         eprintln!(
             "pe: {status}{code} | {id} {digest} | {backend} on {accel}, {start} | boot {boot} ms, run {run} ms, total {total} ms",
@@ -139,6 +154,76 @@ pub async fn run(
         }
     }
     Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+/// Runs `job` live: its output goes to this process's stdout and stderr as it comes, and this
+/// process's stdin is fed to it (end of file closes it). `None` when Ctrl-C stopped it (the
+/// job's future is dropped, which ends the VM).
+async fn run_interactive(pool: &Pool, job: &Job) -> anyhow::Result<Option<executor::JobOutput>> {
+    use executor::live::{LiveEvent, LiveInput, LiveIo, Stream};
+    let (events, mut event_rx) = tokio::sync::mpsc::channel(16);
+    let (input, input_rx) = tokio::sync::mpsc::channel(64);
+    // A thread, not a task: a read of the terminal cannot be cancelled, and the process exits
+    // without waiting for it.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let message = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => LiveInput::StdinClose,
+                Ok(n) => LiveInput::Stdin(buf[..n].to_vec()),
+            };
+            let last = message == LiveInput::StdinClose;
+            if input.blocking_send(message).is_err() || last {
+                return;
+            }
+        }
+    });
+    let live = LiveIo { events, input: input_rx, stdin_open: true, queue_ms: 0 };
+    let run = pool.try_submit_live(job, live);
+    tokio::pin!(run);
+    let mut written = [0usize; 2];
+    let mut events_open = true;
+    let output = loop {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+            event = event_rx.recv(), if events_open => match event {
+                Some(LiveEvent::Output { stream, data }) => {
+                    written[stream as usize] += data.len();
+                    write_stream(stream, &data)?;
+                }
+                Some(LiveEvent::Started { .. }) => {}
+                None => events_open = false,
+            },
+            output = &mut run => break output?,
+        }
+    };
+    while let Ok(event) = event_rx.try_recv() {
+        if let LiveEvent::Output { stream, data } = event {
+            written[stream as usize] += data.len();
+            write_stream(stream, &data)?;
+        }
+    }
+    // What the stream did not carry, from the answer.
+    for (stream, all) in [(Stream::Stdout, &output.stdout), (Stream::Stderr, &output.stderr)] {
+        if let Some(rest) = all.get(written[stream as usize]..) {
+            write_stream(stream, rest)?;
+        }
+    }
+    Ok(Some(output))
+}
+
+fn write_stream(stream: executor::live::Stream, data: &[u8]) -> std::io::Result<()> {
+    match stream {
+        executor::live::Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()
+        }
+        executor::live::Stream::Stderr => std::io::stderr().write_all(data),
+    }
 }
 
 fn exit_code(outcome: &Outcome) -> u8 {

@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// are not capped.
     #[arg(long, env = "PE_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub connections_per_client: usize,
+    /// Live runs (`GET /api/v1/run/live`) one client may have open at once.
+    #[arg(long, env = "PE_LIVE_PER_CLIENT", default_value_t = 4)]
+    pub live_per_client: usize,
+    /// KiB of stdin one live run may receive while it runs.
+    #[arg(long, env = "PE_LIVE_STDIN_KIB", default_value_t = 1024)]
+    pub live_stdin_kib: usize,
     /// Seconds before a request is cut off.
     #[arg(long, env = "PE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
     pub request_timeout_secs: u64,
@@ -163,7 +169,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             WarmStartChoice::Snapshot => WarmStart::Snapshot,
             WarmStartChoice::Boot => WarmStart::Boot,
         };
-        let warm = WarmPool::new(vm, limits, images, start);
+        let warm_up = catalog
+            .iter()
+            .filter(|entry| !entry.meta.run.warm_up.is_empty())
+            .map(|entry| (entry.meta.id.clone(), entry.meta.run.warm_up.clone()))
+            .collect();
+        let warm = WarmPool::new(vm, limits, images, start, warm_up);
         tracing::info!(containers = ?warm.warm_ids(), ?start, "warm VMs");
         warm.fill();
         backend = Arc::new(WarmMicroVm { warm: warm.clone() });
@@ -212,6 +223,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         backend_name: chosen.name.clone(),
         warm: warm_pool,
         site,
+        live: crate::http::live::LiveConfig {
+            per_client: args.live_per_client,
+            stdin_max: args.live_stdin_kib * 1024,
+            first_wait: crate::http::live::FIRST_WAIT,
+            open: Arc::default(),
+        },
         builds,
     });
     if let (Some(warm), true) = (state.warm.clone(), args.warm_refresh_secs > 0) {

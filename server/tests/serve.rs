@@ -3,108 +3,13 @@
 //! (Over 600 lines: the end-to-end scenarios share one harness and one test binary.)
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failing test shows what the server logged.
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self._data.path().join("server.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- the server's log, last lines ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-        // SIGTERM first: a clean shutdown also stops the warm VMs.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(extra_env: &[(&str, &str)]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pe"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("PE_DATA_DIR", data.path())
-        .env("PE_WORK_DIR", work.path())
-        .env("RUST_LOG", "warn")
-        .env("PE_WARM", "none")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.path().join("server.log")).unwrap());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let server = Server { child: cmd.spawn().unwrap(), port, _data: data, work };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok((200, _, _)) = http(port, "GET", "/readyz", "", "") {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("pe serve did not become ready (is the busybox image built? run scripts/setup.sh)");
-}
-
-/// One request with a real HTTP client (ureq; a new connection each time, no status is an
-/// error): (status, headers as `name: value` lines lower-cased, body). The connection tests
-/// below use raw sockets instead, on purpose.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &str,
-) -> Result<(u16, String, String), ureq::Error> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .max_idle_connections(0)
-        .build()
-        .into();
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let mut response = match method {
-        "GET" => agent.get(&url).call()?,
-        "POST" => agent.post(&url).header("Content-Type", content_type).send(body)?,
-        other => panic!("http(): {other} is not used by these tests"),
-    };
-    let status = response.status().as_u16();
-    let headers: String = response
-        .headers()
-        .iter()
-        .map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap_or_default()))
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let body = response.body_mut().with_config().limit(64 << 20).read_to_string()?;
-    Ok((status, headers, body))
-}
-
-fn run_json(port: u16, body: &str) -> (u16, String, serde_json::Value) {
-    let (status, headers, body) =
-        http(port, "POST", "/api/v1/run", "application/json", body).unwrap();
-    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
-    (status, headers, json)
-}
+use common::real::{http, qemu_pids_in, run_json, start_server, wait_for_warm};
 
 /// A field of `/proc/PID/status` in KiB (`VmHWM` peak, `VmRSS` now). Panics when it cannot be
 /// read: a test must not pass on a 0 it never measured.
@@ -222,34 +127,6 @@ fn sigterm_stops_the_server_cleanly_and_leaves_no_vm() {
     assert_eq!(json["stdout"], "done\n");
     let left: Vec<_> = std::fs::read_dir(server.work.path()).unwrap().collect();
     assert!(left.is_empty(), "job directories left: {left:?}");
-}
-
-/// QEMU processes whose command line mentions `dir`.
-fn qemu_pids_in(dir: &std::path::Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|p| {
-            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            (cmdline.contains("qemu-system") && cmdline.contains(&needle)).then_some(pid)
-        })
-        .collect()
-}
-
-fn wait_for_warm(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let (_, _, body) = http(port, "GET", "/readyz", "", "").unwrap();
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if json["warm_ready"].as_u64().unwrap_or(0) >= 1 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no warm VM became ready");
 }
 
 /// Three jobs in turn on warm VMs made one way (`boot` or `snapshot`): each must get a VM of
@@ -394,6 +271,60 @@ fn snapshot_clones_get_their_own_randomness_and_the_current_time() {
     }
     assert_ne!(seen[0].0, seen[1].0, "two clones produced the same UUID");
     assert_ne!(seen[0].1, seen[1].1, "two clones read the same random bytes");
+}
+
+/// A snapshot clone's pre-made container: the job's program is the container's process 1 (the
+/// waiter exec'd it), holds no descriptor but its stdio, sees only its own environment and
+/// processes, and nothing a job does (files, processes, limits it could touch) reaches the
+/// next job's clone.
+#[test]
+fn a_premade_container_shows_nothing_of_its_waiter_and_keeps_nothing_between_jobs() {
+    let server = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", "snapshot")]);
+    let script = r#"
+echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"
+echo "fds=$(ls /proc/self/fd | tr '\n' ' ')"
+echo "procs=$(ls -d /proc/[0-9]* | wc -l)"
+echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "left=$(cat /tmp/left 2>/dev/null || echo none)"
+echo "sleepers=$(ps -o comm | grep -c '^sleep' || true)"
+echo "memory.max=$(cat /sys/fs/cgroup/memory.max)"
+echo mark > /tmp/left
+sleep 1000 &
+"#;
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        wait_for_warm(server.port);
+        let body = serde_json::json!({"container": "busybox", "stdin": i.to_string(),
+            "env": {"JOB_ONLY": "1"}, "files": [{"path": "main.sh", "content": script}]});
+        let (status, _, json) = run_json(server.port, &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["backend"]["start"], "snapshot", "{json}");
+        assert_eq!(json["backend"]["container"], "premade", "{json}");
+        let exec = json["timings_ms"]["exec"].as_u64().unwrap();
+        assert!(exec > 0 && exec <= json["timings_ms"]["run"].as_u64().unwrap(), "{json}");
+        outputs.push(json["stdout"].as_str().unwrap().to_owned());
+    }
+    for stdout in &outputs {
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+                .trim()
+                .to_owned()
+        };
+        assert!(field("pid1").starts_with("sh main.sh"), "{stdout}");
+        assert_eq!(field("fds"), "0 1 2 3", "only stdio (and ls's own directory): {stdout}");
+        // sh, the command substitution's subshell, and ls.
+        assert!(field("procs").parse::<u32>().unwrap() <= 4, "{stdout}");
+        assert_eq!(field("env"), "HOME JOB_ONLY PATH PWD SHLVL", "{stdout}");
+        assert_eq!(field("left"), "none", "a file of the last job: {stdout}");
+        assert_eq!(field("sleepers"), "0", "a process of the last job: {stdout}");
+        // The job's own limit, written on `go` over the one the container was made with (the
+        // guest keeps 96 MiB of the VM's memory for itself).
+        let job_limit = (u64::from(shared::limits::DEFAULT_MEMORY_MIB) - 96) << 20;
+        assert_eq!(field("memory.max"), job_limit.to_string(), "{stdout}");
+    }
 }
 
 #[test]

@@ -57,6 +57,7 @@ async fn operations_endpoints_answer() {
     .await;
     assert_eq!(openapi["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
     assert!(openapi["paths"]["/api/v1/run"].is_object());
+    assert!(openapi["paths"]["/api/v1/run/live"].is_object());
     // Security headers on every answer; frames refused outside /embed.
     let page = send(&h, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(page.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");

@@ -487,3 +487,56 @@ fn a_job_sees_nothing_of_the_host_or_other_jobs() {
         "{stdout}"
     );
 }
+
+/// `pe run -i`: the program's output comes as it is written, the terminal's stdin is fed to it
+/// line by line, end of file closes it; Ctrl-C ends the VM and exits 130.
+#[test]
+fn pe_run_interactive_streams_feeds_stdin_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    assert_ready();
+    let work = tempfile::tempdir().unwrap();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pe"))
+            .args(["run", "-i"])
+            .args(args)
+            .env("PE_WORK_DIR", work.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let script = "echo ready; while read -r n; do echo \"got $n\"; done; echo bye";
+    let mut child = spawn(&["busybox", "--", "sh", "-c", script]);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    // Nothing was typed yet: "ready" comes while the program waits for input.
+    assert_eq!(line(), "ready");
+    writeln!(stdin, "one").unwrap();
+    assert_eq!(line(), "got one");
+    writeln!(stdin, "two").unwrap();
+    assert_eq!(line(), "got two");
+    drop(stdin);
+    assert_eq!(line(), "bye");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // Ctrl-C (SIGINT to pe) while the program sleeps: exit 130, no VM left.
+    let mut child = spawn(&["busybox", "--", "sh", "-c", "echo ready; sleep 60"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let interrupted = Instant::now();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(interrupted.elapsed() < Duration::from_secs(5), "{:?}", interrupted.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while qemu_running_in(work.path()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!qemu_running_in(work.path()), "a QEMU process outlived pe run -i");
+    let left: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind in the work dir: {left:?}");
+}

@@ -87,6 +87,19 @@ pub struct GuestRequest {
     pub limits: GuestLimits,
     /// 32 random bytes, hex, mixed into the guest's RNG so no two jobs share random state.
     pub seed: String,
+    /// A live run: stream stdout and stderr over the control port as they are written (see
+    /// [`crate::stream`]), and, when `stdin_open`, feed the program's stdin from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRequest>,
+}
+
+/// How a live run talks to its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRequest {
+    /// The program's stdin is a pipe fed by `stdin` frames until a `stdin_close` frame (after
+    /// the request's own stdin, if any); otherwise stdin is the request's stdin file, as in a
+    /// run that is not live.
+    pub stdin_open: bool,
 }
 
 /// How the program ended.
@@ -114,8 +127,13 @@ pub struct GuestTimings {
     pub boot_ms: u64,
     /// Init start until the program was about to start (mounts, unpacking, config).
     pub setup_ms: u64,
-    /// The program, from crun's start to its exit.
+    /// The program, from crun's start (or, in a pre-made container, from the job's release)
+    /// to its exit.
     pub run_ms: u64,
+    /// The program's own time, from its `execve` to its exit: `run_ms` less creating the
+    /// container.
+    #[serde(default)]
+    pub exec_ms: u64,
     /// Packing the outputs.
     pub collect_ms: u64,
 }
@@ -146,6 +164,22 @@ pub struct Finished {
     /// Notes for people, e.g. which output files were dropped.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How the program's container came to be: made before the job (a warm VM's, waiting in
+    /// the snapshot) or created for it.
+    #[serde(default)]
+    pub container: ContainerStart,
+}
+
+/// How a job's container came to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStart {
+    /// Created for the job by crun.
+    #[default]
+    Created,
+    /// Made in the warm VM before the job (saved in its snapshot); the job's program was
+    /// exec'd by the process waiting in it.
+    Premade,
 }
 
 /// The guest's answer.
@@ -305,6 +339,7 @@ mod tests {
                 memory_mib: 900,
             },
             seed: "00".repeat(32),
+            live: Some(LiveRequest { stdin_open: true }),
         }
     }
 

@@ -35,3 +35,4 @@ pub mod oci;
 #[cfg(unix)]
 pub mod outputs;
 pub mod squashfs;
+pub mod stream;

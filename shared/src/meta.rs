@@ -81,6 +81,11 @@ pub struct RunRecipe {
     /// Time limit for this tool, seconds (at most the server's maximum).
     #[serde(default)]
     pub timeout_secs: Option<u32>,
+    /// A command a warm VM runs once before its job (as an unprivileged user, in the image
+    /// read-only, nothing of it left): the tool's start-up paths are then translated in that
+    /// VM's QEMU, not during the job (e.g. `["python3", "-c", "pass"]`). It must write nothing.
+    #[serde(default)]
+    pub warm_up: Vec<String>,
 }
 
 fn default_cwd() -> String {

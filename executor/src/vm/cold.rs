@@ -8,30 +8,50 @@ use std::path::Path;
 use std::time::Instant;
 
 use shared::error::chain;
-use shared::guest::{self, ProtocolError};
+use shared::guest::{self, LiveRequest, ProtocolError};
 use tokio::io::AsyncReadExt;
 
 use super::VmConfig;
 use crate::ExecError;
 use crate::convert;
 use crate::job::{Job, JobOutput, Outcome, RanOn};
+use crate::live::LiveIo;
+use crate::warm::qmp::connect_unix;
 
-/// Runs `job` in a VM booted for it.
-pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecError> {
+/// How long QEMU may take to create its control socket.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `job` in a VM booted for it; `live` streams its output and typed stdin over a control
+/// port.
+pub async fn run_cold(
+    config: &VmConfig,
+    job: &Job,
+    mut live: Option<LiveIo>,
+) -> Result<JobOutput, ExecError> {
     let dir = crate::workdir::create(&config.work_dir, "job")
         .map_err(|source| ExecError::WorkDir { path: config.work_dir.clone(), source })?;
     let io_path = dir.path().join("io");
-    let request = convert::request_bytes(job)?;
+    let live_request = live.as_ref().map(|live| LiveRequest { stdin_open: live.stdin_open });
+    let request = convert::request_bytes(job, live_request)?;
     write_io_disk(&io_path, &request, convert::io_disk_size(&job.limits, request.len()))?;
     let console = config.console_log.then(|| {
         let name = dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
         config.work_dir.join(format!("console-{name}.log"))
     });
 
-    let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
+    let ran_on = RanOn {
+        backend: "microvm",
+        accel: Some(config.accel.name()),
+        start: "cold",
+        container: "created",
+    };
     let (mut cmd, confinement) = config
         .command(job.limits.memory_mib, &job.image.path, true, &io_path, "", console.as_deref())
         .map_err(|source| ExecError::WorkDir { path: io_path.clone(), source })?;
+    let socket = dir.path().join("ctl.sock");
+    if live.is_some() {
+        crate::vm::add_control_port(&mut cmd, &socket, console.is_none());
+    }
     let started = Instant::now();
     let mut child =
         cmd.spawn().map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?;
@@ -46,8 +66,25 @@ pub async fn run_cold(config: &VmConfig, job: &Job) -> Result<JobOutput, ExecErr
         }
         buf
     });
+    let port = match live.as_mut() {
+        Some(live) => {
+            live.started(&ran_on).await;
+            match connect_unix(&socket, CONNECT_WAIT).await {
+                Ok(port) => Some((port, live)),
+                // The guest then finds nobody listening and the job runs without its stream.
+                Err(err) => {
+                    tracing::warn!(error = %chain(&err), "cannot connect to a live VM's port");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let pump = port.map(|(port, live)| crate::live::pump(port, live, &job.limits));
     let deadline = job.limits.timeout + config.margin;
-    let status = match tokio::time::timeout(deadline, child.wait()).await {
+    let waited =
+        crate::live::wait_while_pumping(tokio::time::timeout(deadline, child.wait()), pump);
+    let status = match waited.await {
         Ok(status) => Some(
             status.map_err(|source| ExecError::Spawn { program: config.qemu.clone(), source })?,
         ),

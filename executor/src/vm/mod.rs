@@ -162,6 +162,18 @@ impl VmConfig {
     }
 }
 
+/// Adds the control port: a virtio-serial port named `pe.ctl` backed by a Unix socket QEMU
+/// listens on at `socket` (the host connects once QEMU has started). `with_bus` adds the
+/// virtio-serial bus too (leave it out when the console already added one).
+pub fn add_control_port(cmd: &mut Command, socket: &Path, with_bus: bool) {
+    if with_bus {
+        cmd.args(["-device", "virtio-serial-device"]);
+    }
+    let socket = socket.display().to_string().replace(',', ",,");
+    cmd.arg("-chardev").arg(format!("socket,id=ctl,path={socket},server=on,wait=off"));
+    cmd.args(["-device", "virtserialport,chardev=ctl,name=pe.ctl"]);
+}
+
 /// The descriptors QEMU inherits for the I/O disk.
 const IO_FD_RW: i32 = 3;
 const IO_FD_RO: i32 = 4;

@@ -26,14 +26,16 @@ use std::time::Instant;
 
 use images::ImageInfo;
 use shared::error::chain;
+use shared::guest::LiveRequest;
 
 use crate::job::{Job, JobLimits, JobOutput, RanOn};
+use crate::live::LiveIo;
 use crate::pool::{Backend, BoxFuture};
 use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
 
 use snapshot::Template;
-use waiting::{WaitingVm, WarmError, launch, wait_ready};
+use waiting::{Shape, WaitingVm, WarmError, launch, wait_ready};
 
 /// Where ready VMs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +67,8 @@ pub struct WarmPool {
     /// Limits the warm VMs are booted for (memory and I/O disk size are fixed at boot).
     limits: JobLimits,
     start: WarmStart,
+    /// Container id -> the command its warm VMs run before their job.
+    warm_up: HashMap<String, Vec<String>>,
     /// Image digest -> (image, how many to keep ready).
     targets: Mutex<HashMap<String, (ImageInfo, usize)>>,
     ready: Mutex<HashMap<String, VecDeque<WaitingVm>>>,
@@ -93,11 +97,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl WarmPool {
     /// A pool keeping `count` VMs ready for each image. Call [`WarmPool::fill`] to start them.
+    /// `warm_up`: per container id, a command its warm VMs run before their job (see
+    /// `shared::meta::RunRecipe::warm_up`).
     pub fn new(
         config: VmConfig,
         limits: JobLimits,
         images: Vec<(ImageInfo, usize)>,
         start: WarmStart,
+        warm_up: HashMap<String, Vec<String>>,
     ) -> Arc<WarmPool> {
         let targets =
             images.into_iter().map(|(image, n)| (image.digest.clone(), (image, n))).collect();
@@ -105,6 +112,7 @@ impl WarmPool {
             config,
             limits,
             start,
+            warm_up,
             targets: Mutex::new(targets),
             ready: Mutex::new(HashMap::new()),
             booting: Mutex::new(HashMap::new()),
@@ -142,6 +150,16 @@ impl WarmPool {
             booting: lock(&self.booting).values().sum(),
             templates: templates.len(),
             template_bytes: templates.iter().map(|t| t.ram_bytes()).sum(),
+        }
+    }
+
+    /// What `image`'s warm VMs are made for.
+    fn shape(&self, image: &ImageInfo) -> Shape<'_> {
+        Shape {
+            memory_mib: self.limits.memory_mib,
+            scratch_mib: self.limits.scratch_mib,
+            warm_up: self.warm_up.get(&image.id).map_or(&[], Vec::as_slice),
+            io_size: self.io_size(),
         }
     }
 
@@ -222,8 +240,7 @@ impl WarmPool {
     }
 
     async fn make_template(self: Arc<Self>, image: ImageInfo) {
-        let made =
-            Template::create(&self.config, &image, self.limits.memory_mib, self.io_size()).await;
+        let made = Template::create(&self.config, &image, self.shape(&image)).await;
         let slot = match made {
             Ok(template) => {
                 tracing::info!(
@@ -282,9 +299,8 @@ impl WarmPool {
             let warm_up = self.active.load(Ordering::Relaxed) < self.cores;
             return self.restore(&template, warm_up).await;
         }
-        let mut vm =
-            launch(&self.config, image, self.limits.memory_mib, self.io_size(), "warm", |_, _| {})
-                .await?;
+        let shape = self.shape(image);
+        let mut vm = launch(&self.config, image, shape, "warm", |_, _| {}).await?;
         wait_ready(&mut vm).await?;
         Ok(vm)
     }
@@ -337,9 +353,14 @@ impl WarmPool {
     }
 
     /// Runs the job on a ready VM (or one restored for it), or `None` when none fits.
-    pub async fn run(self: &Arc<Self>, job: &Job) -> Option<Result<JobOutput, ExecError>> {
+    /// A live run (`live`) hands its channels back when no VM fits, for a cold boot.
+    pub async fn run(
+        self: &Arc<Self>,
+        job: &Job,
+        live: Option<LiveIo>,
+    ) -> Result<Result<JobOutput, ExecError>, Option<LiveIo>> {
         if !self.fits(job) {
-            return None;
+            return Err(live);
         }
         let vm = match self.take(job) {
             Some(vm) => {
@@ -348,7 +369,7 @@ impl WarmPool {
                 vm
             }
             None => {
-                let template = self.template(&job.image.digest)?;
+                let Some(template) = self.template(&job.image.digest) else { return Err(live) };
                 // The job is waiting: no warm-up (the job would pay for it either way).
                 match self.restore(&template, false).await {
                     Ok(vm) => vm,
@@ -358,40 +379,60 @@ impl WarmPool {
                             error = %chain(&err),
                             "booting cold"
                         );
-                        return None;
+                        return Err(live);
                     }
                 }
             }
         };
-        Some(self.run_on(vm, job).await)
+        Ok(self.run_on(vm, job, live).await)
     }
 
-    async fn run_on(&self, mut vm: WaitingVm, job: &Job) -> Result<JobOutput, ExecError> {
-        let ran_on =
-            RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: vm.start };
-        let request = convert::request_bytes(job)?;
+    async fn run_on(
+        &self,
+        mut vm: WaitingVm,
+        job: &Job,
+        mut live: Option<LiveIo>,
+    ) -> Result<JobOutput, ExecError> {
+        let ran_on = RanOn {
+            backend: "microvm",
+            accel: Some(self.config.accel.name()),
+            start: vm.start,
+            container: "created",
+        };
+        let live_request = live.as_ref().map(|live| LiveRequest { stdin_open: live.stdin_open });
+        let request = convert::request_bytes(job, live_request)?;
         let io_err = |source| ExecError::WorkDir { path: vm.io_path.clone(), source };
         {
             use std::os::unix::fs::FileExt;
             let file = std::fs::OpenOptions::new().write(true).open(&vm.io_path).map_err(io_err)?;
             file.write_all_at(&request, 0).map_err(io_err)?;
         }
+        if let Some(live) = live.as_ref() {
+            live.started(&ran_on).await;
+        }
         let started = Instant::now();
         let sent = vm.go().await;
         let deadline = job.limits.timeout + self.config.margin;
+        let pump = match (live.as_mut(), vm.take_control()) {
+            (Some(live), Some(port)) => Some(crate::live::pump(port, live, &job.limits)),
+            _ => None,
+        };
         let status = match sent {
             // The guest went away before its job: kill what is left, report it as failed.
             Err(_) => {
                 let _ = vm.child.kill().await;
                 vm.child.wait().await.ok()
             }
-            Ok(()) => match tokio::time::timeout(deadline, vm.child.wait()).await {
-                Ok(status) => status.ok(),
-                Err(_) => {
-                    let _ = vm.child.kill().await;
-                    None
+            Ok(()) => {
+                let wait = tokio::time::timeout(deadline, vm.child.wait());
+                match crate::live::wait_while_pumping(wait, pump).await {
+                    Ok(status) => status.ok(),
+                    Err(_) => {
+                        let _ = vm.child.kill().await;
+                        None
+                    }
                 }
-            },
+            }
         };
         let vm_ms = started.elapsed().as_millis() as u64;
         let stderr = vm.stderr().await;
@@ -429,9 +470,24 @@ impl Backend for WarmMicroVm {
         Box::pin(async move {
             self.warm.active.fetch_add(1, Ordering::Relaxed);
             let _active = ActiveGuard(&self.warm.active);
-            match self.warm.run(job).await {
-                Some(result) => result,
-                None => cold::run_cold(&self.warm.config, job).await,
+            match self.warm.run(job, None).await {
+                Ok(result) => result,
+                Err(_) => cold::run_cold(&self.warm.config, job, None).await,
+            }
+        })
+    }
+
+    fn run_live<'a>(
+        &'a self,
+        job: &'a Job,
+        live: LiveIo,
+    ) -> BoxFuture<'a, Result<JobOutput, ExecError>> {
+        Box::pin(async move {
+            self.warm.active.fetch_add(1, Ordering::Relaxed);
+            let _active = ActiveGuard(&self.warm.active);
+            match self.warm.run(job, Some(live)).await {
+                Ok(result) => result,
+                Err(live) => cold::run_cold(&self.warm.config, job, live).await,
             }
         })
     }

@@ -15,6 +15,7 @@ pub mod file_actions;
 pub mod file_tab;
 pub mod file_tabs;
 pub mod header;
+pub mod live_output;
 pub mod option_field;
 pub mod options_form;
 pub mod output_files;

@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use super::live_output::LiveOutput;
 use super::output_files::OutputFiles;
 use super::status_line::StatusLine;
 use super::streams::Streams;
@@ -13,11 +14,14 @@ pub fn OutputPanel() -> impl IntoView {
     view! {
         <section
             class="output"
-            class:stale=move || store.running_since.get().is_some()
+            class:stale=move || {
+                store.running_since.get().is_some() && !store.live_running.get()
+            }
             aria-label="Output"
             aria-busy=move || store.running_since.get().is_some().to_string()
         >
             {move || match store.finished.get() {
+                _ if store.live_running.get() => view! { <LiveOutput /> }.into_any(),
                 None => {
                     view! {
                         <p class="placeholder">

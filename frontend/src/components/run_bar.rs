@@ -53,6 +53,19 @@ pub fn RunBar() -> impl IntoView {
             >
                 {move || if running() { "Running…" } else { "Run" }}
             </button>
+            <label
+                class="live-toggle"
+                title="Live: see the output as it is written, and type stdin while the program runs"
+            >
+                <input
+                    type="checkbox"
+                    data-testid="live-toggle"
+                    prop:checked=move || store.live.get()
+                    disabled=move || store.comparing.get() || running()
+                    on:change=move |ev| store.live.set(event_target_checked(&ev))
+                />
+                "Live"
+            </label>
             <Show when=running>
                 <span class="spinner" aria-hidden="true"></span>
                 <span class="elapsed" data-testid="elapsed" role="timer">

@@ -9,7 +9,7 @@ use crate::api::RunOutput;
 pub fn Streams(output: Arc<RunOutput>) -> impl IntoView {
     let pane = |name: &'static str, label: &'static str, bytes: &[u8]| {
         let empty = bytes.is_empty();
-        let text = String::from_utf8_lossy(bytes).into_owned();
+        let text = crate::format::strip_ansi(&String::from_utf8_lossy(bytes)).into_owned();
         view! {
             <div class="stream" class:empty=empty>
                 <h2 class="stream-title">{label}</h2>

@@ -76,10 +76,12 @@ impl AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        let message = match &self {
+impl AppError {
+    /// The code and the message a client sees; trouble on the server's side goes to the log
+    /// (under the request's span) and the client gets a generic sentence.
+    pub fn detail(&self) -> ErrorDetail {
+        let (_, code) = self.parts();
+        let message = match self {
             AppError::Internal(err) => {
                 tracing::error!(error = %chain(err.as_ref()), "internal error");
                 "internal error; it has been logged under the request id".to_owned()
@@ -90,7 +92,24 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
-        let detail = ErrorDetail { code, message, request_id: None };
+        ErrorDetail { code, message, request_id: None }
+    }
+
+    /// When to try again, for `rate_limited` and `busy`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AppError::RateLimited { retry_after } | AppError::Busy { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.parts();
+        let detail = self.detail();
         let mut response = (status, Json(ErrorBody { error: detail.clone() })).into_response();
         // For `one_error_shape`, which adds the request id.
         response.extensions_mut().insert(detail);

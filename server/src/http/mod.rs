@@ -13,6 +13,7 @@ pub mod body;
 pub mod containers;
 pub mod error;
 pub mod links;
+pub mod live;
 pub mod ops;
 pub mod pages;
 pub mod run;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub warm: Option<Arc<executor::warm::WarmPool>>,
     /// The generated static site (tool pages, docs).
     pub site: pages::Site,
+    /// Live runs' limits and open sockets.
+    pub live: live::LiveConfig,
     /// Images being built in the background (`pe serve --build-missing`); empty otherwise.
     pub builds: Arc<crate::builds::Builds>,
 }
@@ -92,6 +95,7 @@ pub type SharedState = Arc<AppState>;
 pub fn app(state: SharedState) -> Router {
     let api = Router::new()
         .merge(run::router(&state))
+        .merge(live::router())
         .merge(containers::router())
         .merge(links::router(&state))
         .merge(ops::api_router())
@@ -208,7 +212,7 @@ pub async fn rate_limited(State(state): State<SharedState>, req: Request, next: 
 }
 
 /// Adds the RateLimit headers (IETF draft names) to a response.
-fn add_rate_headers(response: &mut Response, d: Decision) {
+pub(super) fn add_rate_headers(response: &mut Response, d: Decision) {
     let headers = response.headers_mut();
     for (name, value) in [
         ("ratelimit-limit", d.limit),

@@ -165,20 +165,31 @@ async fn run(
         }
         state.metrics.cache(false);
     }
-    let answer = execute(&state, plan.job(files, stdin), started).await?;
+    let answer = execute(&state, plan.job(files, stdin), started, None).await?;
     let frame = answer.to_frame().map_err(AppError::internal)?;
-    let t = &answer.result.truncated;
-    if answer.result.status.is_cacheable()
-        && !(t.stdout || t.stderr || t.files)
-        && let Err(err) = state.store.cache_put(&key, frame.clone()).await
-    {
-        tracing::warn!(error = %chain(&err), "cannot store a result in the cache");
-    }
+    store_if_cacheable(&state, &key, &answer, &frame).await;
     form.respond(&answer, Some(frame))
 }
 
+/// Puts an answer (as its cpio frame) in the cache, when it may be: a run that ended on its
+/// own with nothing cut at a limit.
+pub(super) async fn store_if_cacheable(
+    state: &SharedState,
+    key: &str,
+    answer: &RunAnswer,
+    frame: &[u8],
+) {
+    let t = &answer.result.truncated;
+    if answer.result.status.is_cacheable()
+        && !(t.stdout || t.stderr || t.files)
+        && let Err(err) = state.store.cache_put(key, frame.to_vec()).await
+    {
+        tracing::warn!(error = %chain(&err), "cannot store a result in the cache");
+    }
+}
+
 /// Steps 2 and 6: a full pool answers 503 before the body (or the archive) is read.
-fn refuse_if_busy(state: &SharedState) -> Result<(), AppError> {
+pub(super) fn refuse_if_busy(state: &SharedState) -> Result<(), AppError> {
     match state.pool.would_refuse() {
         Some(retry_after) => {
             state.metrics.refused(false);
@@ -222,14 +233,14 @@ async fn read_inputs(body: &mut BodyReader, request: &RunRequest) -> Result<Inpu
 }
 
 /// A request checked against the catalog: the job it becomes, without its inputs.
-struct Plan {
+pub(super) struct Plan {
     container: String,
     job: Job,
 }
 
 impl Plan {
     /// Step 4: strings, container, options (rendered once), image, executor.
-    fn new(state: &SharedState, request: &RunRequest) -> Result<Plan, AppError> {
+    pub(super) fn new(state: &SharedState, request: &RunRequest) -> Result<Plan, AppError> {
         check_strings(&request.env, &request.args)?;
         check_argv(request.argv.as_deref(), &request.args)?;
         let entry = state
@@ -274,7 +285,7 @@ impl Plan {
         Ok(Plan { container: meta.id.clone(), job })
     }
 
-    fn key(&self, state: &SharedState, inputs_digest: &str) -> String {
+    pub(super) fn key(&self, state: &SharedState, inputs_digest: &str) -> String {
         let job = &self.job;
         cache_key(&KeyParts {
             v: 2,
@@ -288,7 +299,11 @@ impl Plan {
         })
     }
 
-    fn job(self, files: Vec<Entry>, stdin: Vec<u8>) -> (String, Job) {
+    pub(super) fn image(&self) -> &images::ImageInfo {
+        &self.job.image
+    }
+
+    pub(super) fn job(self, files: Vec<Entry>, stdin: Vec<u8>) -> (String, Job) {
         (self.container, Job { files, stdin, ..self.job })
     }
 }
@@ -327,13 +342,18 @@ fn cache_key(parts: &KeyParts) -> String {
     hex::encode(Sha256::digest(json))
 }
 
-/// Step 8: runs the job in the pool and counts it.
-async fn execute(
+/// Step 8: runs the job in the pool (live, with `live`) and counts it.
+pub(super) async fn execute(
     state: &SharedState,
     (container, job): (String, Job),
     started: Instant,
+    live: Option<executor::live::LiveIo>,
 ) -> Result<RunAnswer, AppError> {
-    let output = match state.pool.try_submit(&job).await {
+    let submitted = match live {
+        Some(live) => state.pool.try_submit_live(&job, live).await,
+        None => state.pool.try_submit(&job).await,
+    };
+    let output = match submitted {
         Ok(output) => output,
         Err(executor::ExecError::Busy { retry_after }) => {
             state.metrics.refused(false);
@@ -382,7 +402,7 @@ fn archive_response(frame: Vec<u8>, content_type: &'static str) -> Response {
 
 /// A cached answer, marked `cached: true` with this request's timings. A cache that cannot be
 /// read is a miss (logged).
-async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunAnswer> {
+pub(super) async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunAnswer> {
     let bytes = match state.store.cache_get(key).await {
         Ok(bytes) => bytes?,
         Err(err) => {
@@ -397,6 +417,7 @@ async fn cached(state: &SharedState, key: &str, started: Instant) -> Option<RunA
         queue: 0,
         boot: 0,
         run: answer.result.timings_ms.run,
+        exec: answer.result.timings_ms.exec,
         total: started.elapsed().as_millis() as u64,
     };
     Some(answer)

@@ -2,6 +2,8 @@
 //! backend standing in for the VMs, and helpers to build requests and check answers.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod real;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -60,7 +62,7 @@ impl Backend for Fake {
                 truncated: Truncated::default(),
                 timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
                 usage: Usage::default(),
-                ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                ran_on: RanOn { backend: "fake", accel: None, start: "cold", container: "created" },
                 notes: Vec::new(),
             })
         })
@@ -149,6 +151,12 @@ fn harness_full(
         backend_name: "fake".into(),
         warm: None,
         site,
+        live: server::http::live::LiveConfig {
+            per_client: 2,
+            stdin_max: 1024 * 1024,
+            first_wait: Duration::from_millis(300),
+            open: Arc::default(),
+        },
         builds,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
