@@ -12,7 +12,15 @@ cache=${PE_CACHE_DIR:-$HOME/.cache/program-explorer}
 # One directory per port, emptied at the start: Playwright may kill this script before its
 # trap runs, and the next run then starts from nothing all the same.
 dir=/tmp/pe-e2e-first-start-$port
-rm -rf "$dir"
+# Removes $dir. An image build stopped half-way may still be cleaning up (mmdebstrap unmounts
+# what it mounted in its new root): wait for it, unmount what is left, and never cross a mount.
+clean_dir() {
+  for _ in $(seq 120); do pgrep -f "mmdebstrap.*$dir/" >/dev/null || break; sleep 0.5; done
+  awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r \
+    | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf --one-file-system "$dir" 2>/dev/null || true
+}
+clean_dir
 mkdir -p "$dir/meta" "$dir/images"
 cp "$root/container-meta/busybox.toml" "$root/container-meta/jq.toml" "$dir/meta/"
 if [ -d "$cache/images/apt-cache" ]; then
@@ -24,6 +32,6 @@ fi
   serve --build-missing --listen "127.0.0.1:$port" --static-dir "$root/dist" \
   --data-dir "$dir/data" --rate-per-minute 0 --warm none &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; clean_dir' EXIT
 trap 'exit 0' TERM INT
 wait "$pid"
