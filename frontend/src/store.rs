@@ -485,14 +485,16 @@ impl Store {
         }
         spawn_local(async move {
             let current = move || store.run_generation.get_value() == generation;
-            let result = api::run(request, &files).await;
+            let tree = meta.as_ref().is_some_and(|m| m.output_tree);
+            let result = api::run(request, &files, tree).await;
             if !current() {
                 return;
             }
             show_result(result, meta, started, store.finished, store.run_error);
             if let Some(request_b) = request_b {
                 let started = browser::now_ms();
-                let result = api::run(request_b, &files).await;
+                let tree_b = meta_b.as_ref().is_some_and(|m| m.output_tree);
+                let result = api::run(request_b, &files, tree_b).await;
                 if !current() {
                     return;
                 }

@@ -26,8 +26,10 @@ test("the app's wasm stays within its budget, compressed", async ({ page, baseUR
   test.info().annotations.push({ type: "wasm", description: `${gzip.bytes} B gzip, ${br.bytes} B brotli` });
   expect(gzip.encoding).toBe("gzip");
   expect(br.encoding).toBe("br");
-  expect(gzip.bytes).toBeLessThan(330_000);
-  expect(br.bytes).toBeLessThan(265_000);
+  // Raised from 330 KB / 265 KB when the assembly view and diagnostics came: shared::asm with
+  // cpp_demangle, shared::diagnostics and their components (docs/PERFORMANCE.md).
+  expect(gzip.bytes).toBeLessThan(460_000);
+  expect(br.bytes).toBeLessThan(360_000);
 });
 
 test("the editor is ready soon after a cold load", async ({ page }) => {

@@ -225,6 +225,10 @@ pub struct RunResult {
     pub timings_ms: Timings,
     pub usage: ResourceUsage,
     pub truncated: Truncation,
+    /// The errors and warnings in the output, read as the container's `[diagnostics]` says
+    /// (none when it has no such table). See [`crate::diagnostics`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
 }
 
 /// One output file of the JSON form.
