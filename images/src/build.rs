@@ -314,6 +314,7 @@ fn run(cmd: &mut Command, program: &str, on_line: &mut dyn FnMut(&str)) -> Resul
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    let _running = Running::register(child.id());
     let mut tail: Vec<String> = Vec::new();
     if let Some(stderr) = child.stderr.take() {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -324,12 +325,62 @@ fn run(cmd: &mut Command, program: &str, on_line: &mut dyn FnMut(&str)) -> Resul
             }
         }
     }
-    let status =
-        child.wait().map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    // Reaped with the list locked, so that `stop_running_builds` never signals a process id
+    // the system has given to another process since.
+    let status = loop {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                running.retain(|pid| *pid != child.id());
+                break status;
+            }
+            Ok(None) => {}
+            Err(source) => return Err(BuildError::Spawn { program: program.into(), source }),
+        }
+        drop(running);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     if !status.success() {
         return Err(BuildError::Failed { program: program.into(), status, tail: tail.join(" | ") });
     }
     Ok(())
+}
+
+/// The builders' child processes (mmdebstrap, mksquashfs) running now, by process id.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// A child process listed in [`RUNNING`] until it is reaped (or `run` returns early).
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Running {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|pid| *pid != self.0);
+    }
+}
+
+/// Asks every build running in this process to stop (SIGTERM to its mmdebstrap or mksquashfs,
+/// which clean up after themselves); each of those builds then fails and removes its
+/// temporary directory. For a server shutting down while images build in the background: the
+/// builders' children would otherwise outlive it. Answers how many processes were asked.
+pub fn stop_running_builds() -> usize {
+    let pids = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    for pid in pids.iter() {
+        // `kill` the command: this crate has no unsafe code and std has no signal but SIGKILL.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    pids.len()
 }
 
 fn sha256_file(path: &Path) -> Result<String, BuildError> {
@@ -439,6 +490,27 @@ mod tests {
         for i in 0..20 {
             assert_eq!(fs::read_to_string(cache.join(format!("p{i}.deb"))).unwrap(), content(i));
         }
+    }
+
+    #[test]
+    fn running_builds_are_stopped_on_request() {
+        let started = Instant::now();
+        let worker = std::thread::spawn(|| {
+            run(
+                Command::new("sh").arg("-c").arg("echo working >&2; exec sleep 30"),
+                "sh",
+                &mut |_| {},
+            )
+        });
+        while RUNNING.lock().unwrap().is_empty() {
+            assert!(started.elapsed().as_secs() < 10, "the child never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(stop_running_builds() >= 1);
+        let err = worker.join().unwrap().unwrap_err();
+        assert!(matches!(err, BuildError::Failed { .. }), "{err}");
+        assert!(err.to_string().contains("working"), "the tail is kept: {err}");
+        assert!(started.elapsed().as_secs() < 10, "stopped, not waited for");
     }
 
     #[test]

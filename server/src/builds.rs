@@ -193,6 +193,25 @@ impl Builds {
         inner.failed.get(id).map(|message| BuildState::Failed { message: message.clone() })
     }
 
+    /// For a server shutting down: nothing more starts, the running builds are asked to stop
+    /// (their mmdebstrap or mksquashfs gets SIGTERM; the build fails and removes its temporary
+    /// directory), and this waits up to `timeout` for them. Answers whether they all ended.
+    pub fn stop(&self, timeout: Duration) -> bool {
+        self.lock().queue.clear();
+        let started = Instant::now();
+        loop {
+            // Again each time: a builder may have been starting its child just now.
+            images::build::stop_running_builds();
+            if self.lock().building.is_empty() {
+                return true;
+            }
+            if started.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// How many images are waiting or being built.
     pub fn pending(&self) -> usize {
         let inner = self.lock();
@@ -312,6 +331,26 @@ mod tests {
             go_tx.send(()).unwrap();
         }
         eventually(|| builds.pending() == 0);
+    }
+
+    #[test]
+    fn stopping_starts_nothing_more_and_waits_for_the_running_build() {
+        let built = Arc::new(Mutex::new(Vec::new()));
+        let build: Arc<BuildFn> = Arc::new({
+            let built = built.clone();
+            move |id: &str, _: &mut dyn FnMut(&str)| {
+                std::thread::sleep(Duration::from_millis(100));
+                built.lock().unwrap().push(id.to_owned());
+                Ok(())
+            }
+        });
+        let builds = Builds::start(["a", "b", "c"].map(String::from).into(), 1, build);
+        eventually(|| matches!(builds.state("a"), Some(BuildState::Building { .. })));
+        assert!(builds.stop(Duration::from_secs(5)));
+        assert_eq!(builds.pending(), 0);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(*built.lock().unwrap(), ["a"], "b and c never started");
+        assert_eq!(builds.state("b"), None);
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub enum ImageCommand {
         /// Rebuild even when the image is up to date.
         #[arg(long)]
         force: bool,
-        /// How many images to build at once [default: 2 on a machine with 4 or more cores,
+        /// How many images to build at once [default: 2 on a machine with 2 or more cores,
         /// else 1]. Builds share the package download cache.
         #[arg(long, short = 'j', env = "PE_BUILD_JOBS")]
         jobs: Option<usize>,

@@ -268,6 +268,17 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         .context("the server failed")?;
     // Stop admitting jobs; the VMs of requests that were cut off died with their futures.
     state.pool.close();
+    if state.builds.pending() > 0 {
+        eprintln!("pe: stopping the image builds");
+        let builds = state.builds.clone();
+        // mmdebstrap stops at the end of its current step and unmounts what it mounted.
+        let ended = tokio::task::spawn_blocking(move || builds.stop(Duration::from_secs(60)))
+            .await
+            .unwrap_or(false);
+        if !ended {
+            eprintln!("pe: an image build did not stop in 60 s");
+        }
+    }
     eprintln!("pe: stopped");
     Ok(())
 }
