@@ -8,4 +8,6 @@ try {
 } catch {}
 const params = new URL(import.meta.url).searchParams;
 const { default: init } = await import(params.get('js'));
-await init({ module_or_path: params.get('wasm') });
+const wasm = await init({ module_or_path: params.get('wasm') });
+// The wasm memory, for measurements (playwright/tests/output-tree.spec.ts reads its size).
+globalThis.peWasmMemory = wasm.memory;

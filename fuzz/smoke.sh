@@ -13,7 +13,7 @@ set -euo pipefail
 
 FUZZ_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-ALL_TARGETS=(cpio_decode framing guest_protocol meta_parse squashfs_read)
+ALL_TARGETS=(cpio_decode framing guest_protocol meta_parse squashfs_read diagnostics_asm)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 say() { printf '\033[1m==> fuzz smoke: %s\033[0m\n' "$*" >&2; }

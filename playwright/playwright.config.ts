@@ -4,6 +4,7 @@
 import { defineConfig } from "@playwright/test";
 
 const port = Number(process.env.PE_E2E_PORT ?? 18080);
+const firstStartPort = Number(process.env.PE_E2E_FIRST_START_PORT ?? 18081);
 const root = `${__dirname}/..`;
 
 export default defineConfig({
@@ -33,13 +34,23 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command:
-      `${root}/target/debug/pe serve --listen 127.0.0.1:${port} --static-dir ${root}/dist ` +
-      `--data-dir ${process.env.PE_E2E_DATA ?? "/tmp/pe-e2e-data"} --rate-per-minute 0`,
-    url: `http://127.0.0.1:${port}/readyz`,
-    timeout: 120_000,
-    reuseExistingServer: false,
-    env: { PE_WARM: process.env.PE_WARM ?? "busybox=1,python=1,gcc=1", RUST_LOG: "warn" },
-  },
+  webServer: [
+    {
+      command:
+        `${root}/target/debug/pe serve --listen 127.0.0.1:${port} --static-dir ${root}/dist ` +
+        `--data-dir ${process.env.PE_E2E_DATA ?? "/tmp/pe-e2e-data"} --rate-per-minute 0`,
+      url: `http://127.0.0.1:${port}/readyz`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      env: { PE_WARM: process.env.PE_WARM ?? "busybox=1,python=1,gcc=1", RUST_LOG: "warn" },
+    },
+    {
+      // A first start: images build in the background (tests/first-start.spec.ts).
+      command: `${root}/playwright/first-start-server.sh ${firstStartPort}`,
+      url: `http://127.0.0.1:${firstStartPort}/healthz`,
+      timeout: 120_000,
+      reuseExistingServer: false,
+      env: { RUST_LOG: "warn" },
+    },
+  ],
 });

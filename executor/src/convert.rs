@@ -5,8 +5,8 @@ use rand::RngCore;
 use shared::api::v1::archive_paths;
 use shared::cpio::{self, Entry, EntryData, Limits};
 use shared::guest::{
-    self, Exit, GuestLimits, GuestRequest, GuestResponse, LiveRequest, PROTOCOL_VERSION,
-    request_paths,
+    self, ContainerStart, Exit, GuestLimits, GuestRequest, GuestResponse, LiveRequest,
+    PROTOCOL_VERSION, request_paths,
 };
 
 use crate::ExecError;
@@ -109,6 +109,11 @@ pub fn output_from_guest(
                 max_rss_kib: done.usage.max_rss_kib,
             };
             output.timings.run_ms = done.timings.run_ms;
+            output.timings.exec_ms = done.timings.exec_ms;
+            output.ran_on.container = match done.container {
+                ContainerStart::Premade => "premade",
+                ContainerStart::Created => "created",
+            };
             output.timings.boot_ms = vm_ms.saturating_sub(done.timings.run_ms);
             output.notes = done.notes;
         }

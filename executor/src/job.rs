@@ -120,6 +120,9 @@ pub struct JobTimings {
     pub boot_ms: u64,
     /// The program, measured inside the guest.
     pub run_ms: u64,
+    /// The program's own time, from its `execve` to its exit (`run_ms` less creating its
+    /// container, when that was done for the job).
+    pub exec_ms: u64,
     /// Submission to result.
     pub total_ms: u64,
 }
@@ -139,8 +142,10 @@ pub struct RanOn {
     pub backend: &'static str,
     /// `kvm` or `tcg` for a microVM.
     pub accel: Option<&'static str>,
-    /// `cold` or `warm`.
+    /// `cold`, `warm` or `snapshot`.
     pub start: &'static str,
+    /// `premade` (the warm VM's container, made before the job) or `created` for the job.
+    pub container: &'static str,
 }
 
 impl JobOutput {

@@ -208,7 +208,12 @@ mod tests {
                     truncated: Truncated::default(),
                     timings: JobTimings::default(),
                     usage: Usage::default(),
-                    ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                    ran_on: RanOn {
+                        backend: "fake",
+                        accel: None,
+                        start: "cold",
+                        container: "created",
+                    },
                     notes: Vec::new(),
                 })
             })

@@ -185,7 +185,7 @@ pub async fn run(
     prepare(&dir, job, id, stdin_open)?;
 
     let started = Instant::now();
-    let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold" };
+    let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold", container: "created" };
     let kill = Arc::new(tokio::sync::Notify::new());
     let (live, _feeder) = match live {
         Some(live) => {
@@ -310,6 +310,7 @@ fn prepare(dir: &Path, job: &Job, id: u32, stdin_open: bool) -> Result<(), ExecE
         cgroup: None,
         rlimits: &rlimits,
         seccomp: oci::Seccomp::Allowlist,
+        waiter: None,
     };
     let config = serde_json::to_vec(&oci::runtime_config(&spec))?;
     let config_path = dir.join("bundle/config.json");

@@ -90,3 +90,105 @@ export function disposeDiffEditor(diff) {
     model.modified.dispose();
   }
 }
+
+// ---- Diagnostics and the assembly pane (src/components/diagnostics.rs, asm_pane.rs) ----------
+
+const SEVERITY = { error: 8, warning: 4, info: 2, note: 1 };
+
+/**
+ * Shows diagnostics as markers (a squiggle with the message on hover) on the editor's text.
+ * `json`: `[{line, column, end_line?, end_column?, severity, message}]`, 1-based; column 0 marks
+ * the whole line, a missing end the word at the column.
+ */
+export function setDiagnostics(editor, json) {
+  const model = editor.getModel();
+  if (!model) return;
+  const lines = model.getLineCount();
+  const markers = JSON.parse(json)
+    .filter((d) => d.line >= 1 && d.line <= lines)
+    .map((d) => {
+      const max = model.getLineMaxColumn(d.line);
+      let startColumn = d.column > 0 ? Math.min(d.column, max) : model.getLineFirstNonWhitespaceColumn(d.line) || 1;
+      let endLineNumber = d.end_line ?? d.line;
+      let endColumn = d.end_column;
+      if (d.column === 0) {
+        endLineNumber = d.line;
+        endColumn = max;
+      } else if (!endColumn || (endLineNumber === d.line && endColumn <= startColumn)) {
+        const word = model.getWordAtPosition({ lineNumber: d.line, column: startColumn });
+        endColumn = word ? word.endColumn : Math.min(startColumn + 1, max);
+      }
+      if (endColumn <= startColumn && endLineNumber === d.line) {
+        // An empty line or a column past its end: mark the line.
+        startColumn = 1;
+        endColumn = Math.max(max, 2);
+      }
+      return {
+        startLineNumber: d.line,
+        startColumn,
+        endLineNumber: Math.min(endLineNumber, lines),
+        endColumn,
+        severity: SEVERITY[d.severity] ?? 8,
+        message: d.message,
+        source: d.source ?? '',
+      };
+    });
+  monaco.editor.setModelMarkers(model, 'pe', markers);
+}
+
+/** Puts the cursor at line:column (column 0: the line's first character), shows it and focuses. */
+export function revealPosition(editor, line, column) {
+  const position = { lineNumber: line, column: Math.max(column, 1) };
+  editor.setPosition(position);
+  editor.revealPositionInCenterIfOutsideViewport(position);
+  editor.focus();
+}
+
+/** Scrolls line into view unless it is already visible. */
+export function revealLine(editor, line) {
+  editor.revealLineInCenterIfOutsideViewport(line);
+}
+
+/**
+ * Whole-line decorations, one set per `key` (a later call with the same key replaces it).
+ * `json`: `[[line, className], ...]`.
+ */
+export function setLineClasses(editor, key, json) {
+  editor.peDecorations ??= {};
+  const collection = (editor.peDecorations[key] ??= editor.createDecorationsCollection());
+  collection.set(
+    JSON.parse(json).map(([line, className]) => ({
+      range: new monaco.Range(line, 1, line, 1),
+      options: { isWholeLine: true, className, linesDecorationsClassName: `${className}-gutter` },
+    })),
+  );
+}
+
+/**
+ * Calls `callback(line)` with the line the person points at: the hovered line while the mouse
+ * is over the text, else the cursor's line (0 when the editor has neither).
+ */
+export function onLineFocus(editor, callback) {
+  let cursor = 0;
+  let hover = 0;
+  let last = -1;
+  const report = () => {
+    const line = hover || cursor;
+    if (line !== last) {
+      last = line;
+      callback(line);
+    }
+  };
+  editor.onDidChangeCursorPosition((e) => {
+    cursor = e.position.lineNumber;
+    report();
+  });
+  editor.onMouseMove((e) => {
+    hover = e.target?.position?.lineNumber ?? 0;
+    report();
+  });
+  editor.onMouseLeave(() => {
+    hover = 0;
+    report();
+  });
+}

@@ -148,3 +148,15 @@ fn compile_pattern(pattern: &str, flags: &str) -> Option<js_sys::RegExp> {
 pub fn valid_html_pattern(pattern: &str) -> bool {
     compile_pattern(pattern, "v").is_some()
 }
+
+/// Saves bytes as a file named `name` (a `blob:` URL clicked through a hidden link). Returns the
+/// URL, to revoke with [`revoke_url`] once the page no longer needs it.
+pub fn download(data: &[u8], name: &str, media_type: &str) -> Option<String> {
+    use wasm_bindgen::JsCast;
+    let url = blob_url(data, media_type)?;
+    let link = window()?.document()?.create_element("a").ok()?;
+    link.set_attribute("href", &url).ok()?;
+    link.set_attribute("download", name).ok()?;
+    link.dyn_into::<web_sys::HtmlElement>().ok()?.click();
+    Some(url)
+}

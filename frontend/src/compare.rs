@@ -86,6 +86,7 @@ mod tests {
             stdout: stdout.as_bytes().to_vec(),
             stderr: Vec::new(),
             files: files.iter().map(|(p, d)| (p.to_string(), d.to_vec())).collect(),
+            tree: None,
         }
     }
 

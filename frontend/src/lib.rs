@@ -16,7 +16,10 @@
 //! 3. [`api`] is the only module that talks HTTP. A run is sent in the archive form: the
 //!    request header and a cpio archive of the files, built with `shared::framing` and
 //!    `shared::cpio` compiled to wasm; the answer is unpacked with the same codec.
-//! 4. Unsaved edits live in local storage; Share stores the state with `POST /api/v1/links`,
+//! 4. [`links`] ties the source editor to the run's views: the diagnostics (Monaco markers, a
+//!    count on each file's tab, a list under the output whose entries jump to the spot) and the
+//!    assembly pane beside the source (filtered by `shared::asm`, lines highlighted both ways).
+//! 5. Unsaved edits live in local storage; Share stores the state with `POST /api/v1/links`,
 //!    and `/l/{id}` opens it again.
 #![forbid(unsafe_code)]
 
@@ -25,6 +28,7 @@ mod browser;
 mod compare;
 mod components;
 mod format;
+mod links;
 mod live;
 mod monaco;
 mod playground;

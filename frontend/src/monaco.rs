@@ -64,3 +64,25 @@ extern "C" {
 pub fn theme(dark: bool) -> &'static str {
     if dark { "vs-dark" } else { "vs" }
 }
+
+#[wasm_bindgen(module = "/js/monaco.js")]
+extern "C" {
+    /// Diagnostics as markers: JSON `[{line, column, end_line?, end_column?, severity, message}]`.
+    #[wasm_bindgen(js_name = setDiagnostics)]
+    pub fn set_diagnostics(editor: &Editor, json: &str);
+
+    /// Cursor at line:column, scrolled into view, focused.
+    #[wasm_bindgen(js_name = revealPosition)]
+    pub fn reveal_position(editor: &Editor, line: u32, column: u32);
+
+    #[wasm_bindgen(js_name = revealLine)]
+    pub fn reveal_line(editor: &Editor, line: u32);
+
+    /// Whole-line CSS classes, one set per key: JSON `[[line, "class"], ...]`.
+    #[wasm_bindgen(js_name = setLineClasses)]
+    pub fn set_line_classes(editor: &Editor, key: &str, json: &str);
+
+    /// `callback(line)` with the hovered line, else the cursor's (0 for none), on each change.
+    #[wasm_bindgen(js_name = onLineFocus)]
+    pub fn on_line_focus(editor: &Editor, callback: &js_sys::Function);
+}

@@ -52,6 +52,9 @@ pub struct Finished {
     pub waited_ms: f64,
 }
 
+/// How often the catalog is asked again while images are being built.
+const BUILD_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Store {
     pub catalog: RwSignal<Vec<Arc<Container>>>,
@@ -274,6 +277,25 @@ impl Store {
         self.revision.update(|r| *r += 1);
     }
 
+    /// While the server builds images (a first start), asks for the catalog again every few
+    /// seconds so that the badges show progress and a container runs once its image is there.
+    fn follow_builds(self) {
+        if !self.catalog.with_untracked(|c| c.iter().any(|c| c.pending())) {
+            return;
+        }
+        set_timeout(
+            move || {
+                spawn_local(async move {
+                    if let Ok(catalog) = api::containers().await {
+                        self.catalog.set(catalog.into_iter().map(Arc::new).collect());
+                    }
+                    self.follow_builds();
+                })
+            },
+            BUILD_POLL,
+        );
+    }
+
     pub fn container_by_id(&self, id: &str) -> Option<Arc<Container>> {
         self.catalog.with_untracked(|c| c.iter().find(|c| c.meta.id == id).cloned())
     }
@@ -292,7 +314,10 @@ impl Store {
         });
         spawn_local(async move {
             match api::containers().await {
-                Ok(catalog) => self.catalog.set(catalog.into_iter().map(Arc::new).collect()),
+                Ok(catalog) => {
+                    self.catalog.set(catalog.into_iter().map(Arc::new).collect());
+                    self.follow_builds();
+                }
                 Err(e) => {
                     self.notice.set(Some(format!("Could not load the containers: {e}")));
                     return;
@@ -460,14 +485,16 @@ impl Store {
         }
         spawn_local(async move {
             let current = move || store.run_generation.get_value() == generation;
-            let result = api::run(request, &files).await;
+            let tree = meta.as_ref().is_some_and(|m| m.output_tree);
+            let result = api::run(request, &files, tree).await;
             if !current() {
                 return;
             }
             show_result(result, meta, started, store.finished, store.run_error);
             if let Some(request_b) = request_b {
                 let started = browser::now_ms();
-                let result = api::run(request_b, &files).await;
+                let tree_b = meta_b.as_ref().is_some_and(|m| m.output_tree);
+                let result = api::run(request_b, &files, tree_b).await;
                 if !current() {
                     return;
                 }

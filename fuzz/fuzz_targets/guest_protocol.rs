@@ -1,4 +1,5 @@
-//! Fuzzes the host <-> guest protocol decoders (`shared::guest`).
+//! Fuzzes the host <-> guest protocol decoders (`shared::guest`, and the live-run frames of
+//! `shared::stream`).
 //!
 //! The whole input is given to both `decode_request` (what the guest reads from its I/O disk)
 //! and `decode_response` (what the host reads back). Neither may panic, whatever the bytes.
@@ -12,6 +13,29 @@ use shared::cpio::{self, Limits};
 use shared::guest::{self, ProtocolError, RESPONSE_PREFIX_LEN};
 
 fuzz_target!(|data: &[u8]| {
+    // Live-run frames, arriving in pieces of any size (the first byte picks the size): every
+    // frame accepted is a whole one, no larger than the limit, and re-encodes to its bytes.
+    if let Some((&piece, rest)) = data.split_first() {
+        let mut decoder = shared::stream::Decoder::new();
+        let mut framed = 0usize;
+        for chunk in rest.chunks(usize::from(piece).max(1)) {
+            decoder.push(chunk);
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some((kind, bytes))) => {
+                        assert!(bytes.len() <= shared::stream::MAX_FRAME_DATA);
+                        let mut again = Vec::new();
+                        shared::stream::encode(kind, &bytes, &mut again);
+                        let at = framed..framed + again.len();
+                        assert_eq!(rest.get(at), Some(&again[..]), "a frame is not its bytes");
+                        framed += again.len();
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
     match guest::decode_request(data) {
         Ok((request, archive)) => {
             assert!(archive.len() + 8 <= data.len(), "request archive longer than the input");

@@ -102,6 +102,7 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
 /// otherwise paid for by the job (under TCG each code path is translated again in a new QEMU
 /// process, and each page the template touched is copied on its first write).
 fn warm_up() {
+    run_tool_warm_up();
     let _ = std::process::Command::new("/usr/bin/crun")
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -123,6 +124,57 @@ fn warm_up() {
     }
 }
 
+/// The container's own warm-up command (`pe.warmup=HEX` of its JSON argv, from the container's
+/// metadata), run in the read-only image as the job user with nothing to write to and a time
+/// limit: the tool's start-up code is then translated in this VM's QEMU before the job (under
+/// TCG that is most of an interpreter's start). It leaves no process and no file.
+fn run_tool_warm_up() {
+    const LIMIT: Duration = Duration::from_secs(10);
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(argv) = warm_up_command(&cmdline) else { return };
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let started = Instant::now();
+    let spawned =
+        crate::sys::chroot_as(&mut cmd, crate::setup::paths::IMAGE, crate::JOB_UID, crate::JOB_GID)
+            .and_then(|()| cmd.spawn());
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            crate::log(format_args!("warm-up {argv:?} did not start: {err}"));
+            return;
+        }
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(None) if started.elapsed() < LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                break child.wait();
+            }
+            Ok(Some(status)) => break Ok(status),
+        }
+    };
+    crate::log(format_args!(
+        "warm-up {argv:?}: {status:?} in {} ms",
+        started.elapsed().as_millis()
+    ));
+}
+
+/// The warm-up command on the kernel command line, if any.
+fn warm_up_command(cmdline: &str) -> Option<Vec<String>> {
+    let hex = cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("pe.warmup="))?;
+    let argv: Vec<String> = serde_json::from_slice(&hex::decode(hex).ok()?).ok()?;
+    argv.first().filter(|program| !program.is_empty())?;
+    Some(argv)
+}
+
 fn parse_go(line: &str) -> Option<Go> {
     let mut words = line.split_whitespace();
     if words.next()? != "go" {
@@ -139,6 +191,16 @@ fn parse_go(line: &str) -> Option<Go> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_up_command_comes_hex_encoded_on_the_command_line() {
+        let hex = hex::encode(br#"["python3","-c","pass"]"#);
+        let cmdline = format!("quiet pe.warm=squashfs pe.warmup={hex} pe.premade=256");
+        assert_eq!(warm_up_command(&cmdline).unwrap(), ["python3", "-c", "pass"]);
+        assert_eq!(warm_up_command("quiet pe.warm=squashfs"), None);
+        assert_eq!(warm_up_command("pe.warmup=zz"), None);
+        assert_eq!(warm_up_command(&format!("pe.warmup={}", hex::encode("[]"))), None);
+    }
 
     #[test]
     fn go_carries_a_seed_and_maybe_the_time() {

@@ -15,19 +15,21 @@ use std::time::{Duration, Instant};
 use shared::api::v1::archive_paths;
 use shared::cpio::{Encoder, EntryData, Limits};
 use shared::guest::{
-    Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation, GuestUsage,
+    ContainerStart, Exit, Finished, GuestRequest, GuestResponse, GuestTimings, GuestTruncation,
+    GuestUsage,
 };
 use shared::stream::FrameKind;
 use shared::{oci, outputs};
 
 use crate::live::Live;
+use crate::premade::Premade;
 use crate::setup::paths;
 use crate::sys::{self, WaitStatus};
 use crate::{JOB_GID, JOB_UID, SetupError, Stage};
 
-const CONTAINER_ID: &str = "job";
+pub const CONTAINER_ID: &str = "job";
 const CGROUP: &str = "/sys/fs/cgroup/pe-job";
-const PID_FILE: &str = "/run/pe.pid";
+pub const PID_FILE: &str = "/run/pe.pid";
 /// How long to keep reading the pipes after the program exited (other processes of the
 /// container may hold them for a moment while the kernel kills them).
 const DRAIN: Duration = Duration::from_millis(500);
@@ -36,28 +38,60 @@ const FLUSH: Duration = Duration::from_secs(1);
 /// The note on the result of a run its user stopped (the executor's sandbox says the same).
 const STOPPED_NOTE: &str = "stopped by the user";
 
+/// A program that runs: its process, its pipes, and when it started.
+pub struct Program {
+    pub pid: libc::pid_t,
+    pub pidfd: std::os::fd::OwnedFd,
+    pub stdout: io::PipeReader,
+    pub stderr: io::PipeReader,
+    /// Its stdin when that is a pipe fed by us (a pre-made container's, or a live run's whose
+    /// stdin stays open); `None` when it is the request's stdin file.
+    pub stdin: Option<StdinFeed>,
+    /// When crun was started (or the pre-made container's waiter released).
+    pub started: Instant,
+    /// When the program's `execve` happened, near enough: crun's `run --detach` returns once
+    /// the container's process has exec'd it.
+    pub exec_started: Instant,
+    pub container: ContainerStart,
+}
+
+/// Runs the request's program in `premade` (a warm VM's container, if it fits) or in a
+/// container created now, and answers.
 pub fn run(
     request: &GuestRequest,
     stdin: std::path::PathBuf,
     boot_ms: u64,
     setup_ms: u64,
+    premade: Option<Premade>,
 ) -> Result<(GuestResponse, Vec<u8>), SetupError> {
-    write_bundle(request)?;
     // A live run streams its output over the control port, and may take its stdin from it.
-    let (mut live, stdin) = match &request.live {
-        Some(live) => {
-            let initial =
-                if live.stdin_open { fs::read(&stdin).stage("start program")? } else { Vec::new() };
-            let (live, pipe) = Live::open(live, initial)?;
-            let stdin = match pipe {
-                Some(pipe) => Stdio::from(pipe),
-                None => Stdio::from(File::open(&stdin).stage("start program")?),
-            };
-            (Some(live), stdin)
+    let live = request.live.as_ref().map(|_| Live::open()).transpose()?;
+    let stdin_open = request.live.is_some_and(|l| l.stdin_open);
+    let program = match premade {
+        Some(premade) => {
+            let data = fs::read(&stdin).stage("start program")?;
+            premade.start(request, data, stdin_open)?
         }
-        None => (None, Stdio::from(File::open(&stdin).stage("start program")?)),
+        None => start_created(request, &stdin, stdin_open)?,
     };
+    supervise(request, program, live, boot_ms, setup_ms)
+}
 
+/// Writes the bundle and has crun create and start the container with the program.
+fn start_created(
+    request: &GuestRequest,
+    stdin_path: &Path,
+    stdin_open: bool,
+) -> Result<Program, SetupError> {
+    write_bundle(request)?;
+    let (feed, stdin) = if stdin_open {
+        let (reader, writer) = io::pipe().stage("start program")?;
+        let initial = fs::read(stdin_path).stage("start program")?;
+        let feed = StdinFeed::new(writer, initial, false).stage("start program")?;
+        (Some(feed), Stdio::from(reader))
+    } else {
+        (None, Stdio::from(File::open(stdin_path).stage("start program")?))
+    };
     let (out_reader, out_writer) = io::pipe().stage("start program")?;
     let (err_reader, err_writer) = io::pipe().stage("start program")?;
     let started = Instant::now();
@@ -70,11 +104,10 @@ pub fn run(
         .spawn()
         .stage("start program")?;
     let crun_status = crun.wait().stage("start program")?;
-    let limits = &request.limits;
-    let mut stdout = Capture::new(out_reader, limits.stdout_bytes);
-    let mut stderr = Capture::new(err_reader, limits.stderr_bytes);
+    let exec_started = Instant::now();
     if !crun_status.success() {
         // The container never started: what crun said is the reason.
+        let mut stderr = Capture::new(err_reader, 64 * 1024);
         stderr.drain_for(Duration::from_millis(200));
         let said = String::from_utf8_lossy(&stderr.data).trim().to_owned();
         return Err(SetupError::new("start program", crun_message(&said)));
@@ -85,7 +118,32 @@ pub fn run(
         .parse()
         .stage("start program")?;
     let pidfd = sys::pidfd_open(pid).stage("wait for program")?;
+    Ok(Program {
+        pid,
+        pidfd,
+        stdout: out_reader,
+        stderr: err_reader,
+        stdin: feed,
+        started,
+        exec_started,
+        container: ContainerStart::Created,
+    })
+}
 
+/// Reads the program's output up to its caps, feeds its stdin, streams a live run, enforces
+/// the wall clock, then packs the answer.
+fn supervise(
+    request: &GuestRequest,
+    program: Program,
+    mut live: Option<Live>,
+    boot_ms: u64,
+    setup_ms: u64,
+) -> Result<(GuestResponse, Vec<u8>), SetupError> {
+    let Program { pid, pidfd, stdout, stderr, stdin: mut feed, started, exec_started, container } =
+        program;
+    let limits = &request.limits;
+    let mut stdout = Capture::new(stdout, limits.stdout_bytes);
+    let mut stderr = Capture::new(stderr, limits.stderr_bytes);
     let deadline = started + Duration::from_millis(limits.timeout_ms);
     let mut timed_out = false;
     let mut stopped = false;
@@ -100,13 +158,13 @@ pub fn run(
         // Backpressure: while the stream has a backlog, the program's pipes are left unread.
         let room = live.as_ref().is_none_or(Live::has_room);
         let pipe = |capture: &Capture| if room { capture.fd() } else { -1 };
-        let [port, feed] = live.as_ref().map_or([(-1, 0); 2], Live::interest);
+        let port = live.as_ref().map_or((-1, 0), Live::interest);
         let fds = [
             (pidfd.as_raw_fd(), libc::POLLIN),
             (pipe(&stdout), libc::POLLIN),
             (pipe(&stderr), libc::POLLIN),
             port,
-            feed,
+            feed.as_ref().map_or((-1, 0), StdinFeed::interest),
         ];
         let ready = sys::poll(&fds, wait).stage("wait for program")?;
         let streams = [
@@ -125,17 +183,25 @@ pub fn run(
             }
         }
         if let Some(live) = live.as_mut() {
-            live.on_ready([ready[3], ready[4]]);
+            live.on_ready(ready[3], feed.as_mut());
             if live.kill_requested && !stopped {
                 stopped = true;
                 kill_container();
             }
         }
+        if ready[4] != 0
+            && let Some(feed) = feed.as_mut()
+        {
+            feed.feed();
+        }
         if ready[0] != 0 {
             status = sys::try_wait(pid).stage("wait for program")?;
         }
     }
-    let run_ms = started.elapsed().as_millis() as u64;
+    let ended = Instant::now();
+    let run_ms = ended.duration_since(started).as_millis() as u64;
+    let exec_ms = ended.duration_since(exec_started).as_millis() as u64;
+    drop(feed);
     stdout.drain_for(DRAIN);
     stderr.drain_for(DRAIN);
     sys::reap_zombies();
@@ -172,11 +238,78 @@ pub fn run(
             boot_ms,
             setup_ms,
             run_ms,
+            exec_ms,
             collect_ms: collect_start.elapsed().as_millis() as u64,
         },
         notes,
+        container,
     };
     Ok((GuestResponse::Finished(finished), archive))
+}
+
+/// The program's stdin pipe, fed without blocking: the request's stdin first, then (in a live
+/// run) what the host sends, until closed.
+pub struct StdinFeed {
+    /// `None` once closed (fed and closed, or the program closed its end).
+    writer: Option<io::PipeWriter>,
+    pending: Vec<u8>,
+    close_when_fed: bool,
+}
+
+impl StdinFeed {
+    /// `close_when_fed`: end of file once `initial` is read (stdin given whole).
+    pub fn new(writer: io::PipeWriter, initial: Vec<u8>, close_when_fed: bool) -> io::Result<Self> {
+        sys::set_nonblocking(&writer)?;
+        let mut feed = StdinFeed { writer: Some(writer), pending: initial, close_when_fed };
+        feed.feed();
+        Ok(feed)
+    }
+
+    /// What to poll for: writable, while there is something to write.
+    pub fn interest(&self) -> (i32, libc::c_short) {
+        match &self.writer {
+            Some(writer) if !self.pending.is_empty() => (writer.as_raw_fd(), libc::POLLOUT),
+            _ => (-1, 0),
+        }
+    }
+
+    /// More bytes (ignored once closing).
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.close_when_fed {
+            self.pending.extend_from_slice(data);
+            self.feed();
+        }
+    }
+
+    /// End of file once what is pending is read.
+    pub fn close(&mut self) {
+        self.close_when_fed = true;
+        self.feed();
+    }
+
+    /// Writes what the pipe takes now.
+    pub fn feed(&mut self) {
+        if let Some(writer) = self.writer.as_mut() {
+            while !self.pending.is_empty() {
+                match io::Write::write(writer, &self.pending) {
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // The program closed its stdin: what is left has no reader.
+                        self.pending.clear();
+                        self.writer = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if self.pending.is_empty() && self.close_when_fed {
+            self.writer = None;
+        }
+    }
 }
 
 /// crun's error, shortened to what a person needs ("executable file `x` not found").
@@ -187,7 +320,7 @@ fn crun_message(said: &str) -> String {
 }
 
 /// Kills every process of the container at once.
-fn kill_container() {
+pub fn kill_container() {
     let _ = fs::write(format!("{CGROUP}/cgroup.kill"), "1");
 }
 
@@ -300,8 +433,14 @@ fn write_bundle(request: &GuestRequest) -> Result<(), SetupError> {
         }),
         rlimits: &[],
         seccomp: oci::Seccomp::Denylist,
+        waiter: None,
     };
-    let config = serde_json::to_vec(&oci::runtime_config(&spec)).stage("write OCI config")?;
+    write_spec(&spec)
+}
+
+/// Writes the bundle's `config.json` for `spec`.
+pub fn write_spec(spec: &oci::Spec<'_>) -> Result<(), SetupError> {
+    let config = serde_json::to_vec(&oci::runtime_config(spec)).stage("write OCI config")?;
     fs::write(format!("{}/config.json", paths::BUNDLE), config).stage("write OCI config")
 }
 

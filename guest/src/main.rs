@@ -20,6 +20,7 @@ mod control;
 mod disk;
 mod job;
 mod live;
+mod premade;
 mod setup;
 mod sys;
 
@@ -57,12 +58,16 @@ impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
 
 /// Writes a line to the console, if there is one. Never panics: `eprintln!` panics when the
 /// write fails (as it does on a VM without a console), and a panic in PID 1 is a kernel panic.
-fn log(args: std::fmt::Arguments<'_>) {
+pub fn log(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "pe-init: {args}");
 }
 
 fn main() {
+    // The same binary is a pre-made container's waiting process (see `premade`).
+    if std::env::args_os().next().is_some_and(|arg0| arg0 == shared::oci::WAITER_PATH) {
+        premade::wait_and_exec();
+    }
     let started = Instant::now();
     std::panic::set_hook(Box::new(|info| {
         let message = match info.payload().downcast_ref::<&str>() {
@@ -104,6 +109,7 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
     // I/O disk only then); a cold VM reads its request at once.
     let warm_format = cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("pe.warm="));
     let (mut started, mut boot_ms) = (started, boot_ms);
+    let mut premade = None;
     let mounted = match warm_format {
         Some(format) => {
             let format = match format {
@@ -111,6 +117,17 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
                 _ => ImageFormat::Squashfs,
             };
             setup::mount_image(&disks.image, format)?;
+            // The container too, when the host asks: jobs that fit it only say "go".
+            if let Some(scratch_mib) = premade::wanted(&cmdline) {
+                match premade::prepare(scratch_mib) {
+                    Ok(made) => premade = Some(made),
+                    // Jobs then create their container, as in a cold VM.
+                    Err(err) => {
+                        log(format_args!("{} failed: {}", err.stage, err.message));
+                        setup::unmount_root();
+                    }
+                }
+            }
             let go = control::wait_for_go()?;
             setup::seed_rng(&go.seed)?;
             if let Some(now) = go.now {
@@ -141,7 +158,18 @@ fn run(started: Instant) -> Result<(GuestResponse, Vec<u8>), SetupError> {
         Some(_) => {}
         None => setup::mount_image(&disks.image, request.image_format)?,
     }
-    let stdin = setup::prepare_root(&request, &inputs)?;
+    let premade = match premade {
+        Some(made) if made.fits(&request) => Some(made),
+        Some(other) => {
+            other.discard();
+            None
+        }
+        None => None,
+    };
+    let stdin = match premade {
+        Some(_) => setup::unpack_inputs(&inputs)?,
+        None => setup::prepare_root(&request, &inputs)?,
+    };
     let setup_ms = started.elapsed().as_millis() as u64;
-    job::run(&request, stdin, boot_ms, setup_ms)
+    job::run(&request, stdin, boot_ms, setup_ms, premade)
 }

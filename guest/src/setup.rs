@@ -76,12 +76,25 @@ pub fn mount_image(image: &Path, format: ImageFormat) -> Result<(), SetupError> 
 /// overlay over the mounted image, and unpacks the inputs. Returns the file to use as the
 /// program's stdin.
 pub fn prepare_root(request: &GuestRequest, archive: &[u8]) -> Result<PathBuf, SetupError> {
+    mount_root(request.limits.scratch_mib)?;
+    unpack_inputs(archive)
+}
+
+/// Undoes [`mount_root`] (lazily: nothing may hold the mounts by then).
+pub fn unmount_root() {
+    for dir in [paths::ROOT, paths::SCRATCH] {
+        let _ = sys::umount_detach(dir);
+    }
+}
+
+/// The scratch tmpfs of `scratch_mib` MiB and the overlay root over the mounted image.
+pub fn mount_root(scratch_mib: u32) -> Result<(), SetupError> {
     const STAGE: &str = "prepare the container's filesystem";
     let (scratch, root) = (paths::SCRATCH, paths::ROOT);
     for dir in [scratch, root, paths::BUNDLE] {
         fs::create_dir_all(dir).stage(STAGE)?;
     }
-    let size = format!("size={}m,mode=0755", request.limits.scratch_mib);
+    let size = format!("size={scratch_mib}m,mode=0755");
     sys::mount("scratch", scratch, "tmpfs", libc::MS_NODEV | libc::MS_NOSUID, Some(&size))
         .stage(STAGE)?;
     for dir in ["upper", "work", "input", "output", "tmp"] {
@@ -95,14 +108,12 @@ pub fn prepare_root(request: &GuestRequest, archive: &[u8]) -> Result<PathBuf, S
     let overlay =
         format!("lowerdir={},upperdir={scratch}/upper,workdir={scratch}/work", paths::IMAGE);
     sys::mount("overlay", root, "overlay", libc::MS_NODEV | libc::MS_NOSUID, Some(&overlay))
-        .stage(STAGE)?;
-
-    unpack_inputs(archive)
+        .stage(STAGE)
 }
 
 /// Unpacks `input/...` into the scratch input directory as the job user, and `stdin` into a
 /// root-only file outside the container.
-fn unpack_inputs(archive: &[u8]) -> Result<PathBuf, SetupError> {
+pub fn unpack_inputs(archive: &[u8]) -> Result<PathBuf, SetupError> {
     const STAGE: &str = "unpack inputs";
     let entries = cpio::decode(archive, &Limits::INPUT).stage(STAGE)?;
     let input_root = PathBuf::from(paths::SCRATCH).join(request_paths::INPUT_DIR);

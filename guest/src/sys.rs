@@ -107,6 +107,80 @@ pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// umount2(2) with MNT_DETACH: the mount goes now, the filesystem when nothing uses it.
+pub fn umount_detach(target: &str) -> io::Result<()> {
+    let target = cstr(target)?;
+    // SAFETY: `target` is a valid NUL-terminated string for the duration of the call.
+    check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+}
+
+/// Makes `fds` (`(parent fd, child fd)`) the child's descriptors `child fd` when `cmd` spawns
+/// (dup2 in the child, which also clears close-on-exec on the copy).
+pub fn map_fds(cmd: &mut std::process::Command, fds: Vec<(RawFd, RawFd)>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which is
+    // async-signal-safe; it allocates nothing (the vector was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &fds {
+                if libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd`'s child enter `root` (chroot, then `/`) and drop to `uid`/`gid` with no
+/// supplementary groups, before it execs.
+pub fn chroot_as(
+    cmd: &mut std::process::Command,
+    root: &str,
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let root = cstr(root)?;
+    let slash = cstr("/")?;
+    // SAFETY: the closure runs in the forked child before exec and calls only chroot, chdir,
+    // setgroups, setgid and setuid, which are async-signal-safe, on strings made before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for ret in [
+                libc::chroot(root.as_ptr()),
+                libc::chdir(slash.as_ptr()),
+                libc::setgroups(0, std::ptr::null()),
+                libc::setgid(gid),
+                libc::setuid(uid),
+            ] {
+                if ret < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Takes ownership of descriptor `fd`, inherited from the parent; `None` if it is not open.
+pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only checks that the descriptor is open; no memory is passed.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is open, was inherited for this process to own, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets close-on-exec on `fd`.
+pub fn set_cloexec(fd: &impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: F_SETFD on a descriptor borrowed for the call; no memory is passed.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(|_| ())
+}
+
 /// How a waited-for process ended.
 #[derive(Debug, Clone, Copy)]
 pub enum WaitStatus {

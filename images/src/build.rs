@@ -186,7 +186,6 @@ fn mmdebstrap(
 ) -> Result<(), BuildError> {
     let cache = store.root().join("apt-cache");
     fs::create_dir_all(&cache).map_err(io_err(&cache))?;
-    let cache = cache.display().to_string();
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--variant=essential", "--mode=root", "--format=directory"]);
     cmd.arg(format!("--include={}", packages.join(",")));
@@ -195,13 +194,14 @@ fn mmdebstrap(
         cmd.arg(format!("--dpkgopt=path-exclude=/usr/share/{dir}/*"));
     }
     cmd.arg("--dpkgopt=path-include=/usr/share/doc/*/copyright");
-    // Reuse and keep downloaded packages: a second build (or a resumed one) downloads nothing.
+    // Maintainer scripts that register man pages with update-alternatives (OpenJDK's) fail
+    // when the directory is missing, and the excluded man pages leave it missing.
+    cmd.arg("--setup-hook=mkdir -p \"$1/usr/share/man/man1\"");
+    // Reuse and keep downloaded packages: a second build (or a resumed one, or another image
+    // with packages in common) downloads nothing.
     cmd.arg("--skip=download/empty");
-    cmd.arg(format!(
-        "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && \
-         find '{cache}' -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives\" {{}} +"
-    ));
-    cmd.arg(format!("--customize-hook=sync-out /var/cache/apt/archives '{cache}'"));
+    cmd.arg(format!("--setup-hook={}", cache_in_hook(&cache)));
+    cmd.arg(format!("--customize-hook={}", cache_out_hook(&cache)));
     cmd.arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb");
     cmd.arg(&source.suite).arg(rootfs);
     for line in &source.sources {
@@ -212,6 +212,42 @@ fn mmdebstrap(
             progress(&format!("  {step}"));
         }
     })
+}
+
+/// The package cache, `<store>/apt-cache`, is shared by every build, also by builds running at
+/// the same time. The setup hook (run with the new root as `$1`) puts the cached packages where
+/// apt looks for them, as hard links where it can (the cache and the build directories are on
+/// one file system under the store), so that a build costs no copy of the whole cache.
+fn cache_in_hook(cache: &Path) -> String {
+    let cache = shell_quote(&cache.display().to_string());
+    format!(
+        "mkdir -p \"$1/var/cache/apt/archives\" && \
+         find {cache} -maxdepth 1 -name '*.deb' -type f -exec sh -c \
+         'cp -l -t \"$0\" \"$@\" 2>/dev/null || cp -t \"$0\" \"$@\"' \"$1/var/cache/apt/archives\" {{}} +"
+    )
+}
+
+/// The customize hook (run with the new root as `$1`) puts the packages this build downloaded
+/// into the cache. Each file appears there at once and whole: it is hard-linked, or copied to a
+/// temporary name and renamed, and a package already there is never replaced, so two builds
+/// adding the same package at the same time leave one good copy and a build reading the cache
+/// never sees half a file.
+fn cache_out_hook(cache: &Path) -> String {
+    let cache = shell_quote(&cache.display().to_string());
+    format!(
+        "for deb in \"$1\"/var/cache/apt/archives/*.deb; do \
+           [ -f \"$deb\" ] || continue; \
+           name=${{deb##*/}}; [ -e {cache}/\"$name\" ] && continue; \
+           ln \"$deb\" {cache}/\"$name\" 2>/dev/null && continue; \
+           tmp={cache}/.\"$name\".$$; \
+           cp \"$deb\" \"$tmp\" && {{ ln \"$tmp\" {cache}/\"$name\" 2>/dev/null; rm -f \"$tmp\"; }}; \
+         done; true"
+    )
+}
+
+/// `text` as one word for sh.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 fn busybox_rootfs(rootfs: &Path) -> Result<(), BuildError> {
@@ -278,6 +314,7 @@ fn run(cmd: &mut Command, program: &str, on_line: &mut dyn FnMut(&str)) -> Resul
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    let _running = Running::register(child.id());
     let mut tail: Vec<String> = Vec::new();
     if let Some(stderr) = child.stderr.take() {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -288,12 +325,62 @@ fn run(cmd: &mut Command, program: &str, on_line: &mut dyn FnMut(&str)) -> Resul
             }
         }
     }
-    let status =
-        child.wait().map_err(|source| BuildError::Spawn { program: program.into(), source })?;
+    // Reaped with the list locked, so that `stop_running_builds` never signals a process id
+    // the system has given to another process since.
+    let status = loop {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                running.retain(|pid| *pid != child.id());
+                break status;
+            }
+            Ok(None) => {}
+            Err(source) => return Err(BuildError::Spawn { program: program.into(), source }),
+        }
+        drop(running);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     if !status.success() {
         return Err(BuildError::Failed { program: program.into(), status, tail: tail.join(" | ") });
     }
     Ok(())
+}
+
+/// The builders' child processes (mmdebstrap, mksquashfs) running now, by process id.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// A child process listed in [`RUNNING`] until it is reaped (or `run` returns early).
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Running {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|pid| *pid != self.0);
+    }
+}
+
+/// Asks every build running in this process to stop (SIGTERM to its mmdebstrap or mksquashfs,
+/// which clean up after themselves); each of those builds then fails and removes its
+/// temporary directory. For a server shutting down while images build in the background: the
+/// builders' children would otherwise outlive it. Answers how many processes were asked.
+pub fn stop_running_builds() -> usize {
+    let pids = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    for pid in pids.iter() {
+        // `kill` the command: this crate has no unsafe code and std has no signal but SIGKILL.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    pids.len()
 }
 
 fn sha256_file(path: &Path) -> Result<String, BuildError> {
@@ -329,6 +416,101 @@ mod tests {
         let b = Recipe::Debian { packages: vec!["gcc".into(), "make".into()] };
         assert_eq!(a.fingerprint(), a.clone().fingerprint());
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    /// Runs a build hook as mmdebstrap does: `sh -c HOOK sh ROOT`.
+    fn run_hook(hook: &str, root: &Path) -> std::process::Child {
+        Command::new("sh").arg("-c").arg(hook).arg("sh").arg(root).spawn().unwrap()
+    }
+
+    fn archives(root: &Path) -> PathBuf {
+        root.join("var/cache/apt/archives")
+    }
+
+    #[test]
+    fn the_package_cache_is_linked_in_and_new_packages_are_added_whole() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A name a shell would split or unquote.
+        let cache = dir.path().join("apt cache 'x'");
+        fs::create_dir_all(&cache).unwrap();
+        fs::write(cache.join("a_1_amd64.deb"), "package a").unwrap();
+        fs::write(cache.join("c_1_amd64.deb"), "cached c").unwrap();
+        fs::write(cache.join("notes.txt"), "not a package").unwrap();
+        let root = dir.path().join("root");
+
+        assert!(run_hook(&cache_in_hook(&cache), &root).wait().unwrap().success());
+        let linked = archives(&root).join("a_1_amd64.deb");
+        assert_eq!(fs::read_to_string(&linked).unwrap(), "package a");
+        assert_eq!(
+            fs::metadata(&linked).unwrap().ino(),
+            fs::metadata(cache.join("a_1_amd64.deb")).unwrap().ino(),
+            "linked, not copied"
+        );
+        assert!(!archives(&root).join("notes.txt").exists());
+
+        // The build downloads b and (say) a different c of the same name.
+        fs::write(archives(&root).join("b_2_amd64.deb"), "package b").unwrap();
+        fs::remove_file(archives(&root).join("c_1_amd64.deb")).unwrap();
+        fs::write(archives(&root).join("c_1_amd64.deb"), "downloaded c").unwrap();
+        fs::create_dir_all(archives(&root).join("partial")).unwrap();
+        fs::write(archives(&root).join("partial/d_1_amd64.deb"), "half").unwrap();
+        assert!(run_hook(&cache_out_hook(&cache), &root).wait().unwrap().success());
+        assert_eq!(fs::read_to_string(cache.join("b_2_amd64.deb")).unwrap(), "package b");
+        assert_eq!(fs::read_to_string(cache.join("c_1_amd64.deb")).unwrap(), "cached c");
+        assert!(!cache.join("d_1_amd64.deb").exists(), "partial downloads stay out");
+        let mut names: Vec<String> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a_1_amd64.deb", "b_2_amd64.deb", "c_1_amd64.deb", "notes.txt"]);
+    }
+
+    #[test]
+    fn builds_adding_the_same_packages_at_once_leave_whole_files_and_no_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        fs::create_dir_all(&cache).unwrap();
+        let content = |i: usize| format!("package {i} ").repeat(20_000);
+        let roots: Vec<PathBuf> = (0..4).map(|r| dir.path().join(format!("root{r}"))).collect();
+        for root in &roots {
+            fs::create_dir_all(archives(root)).unwrap();
+            for i in 0..20 {
+                fs::write(archives(root).join(format!("p{i}.deb")), content(i)).unwrap();
+            }
+        }
+        let hook = cache_out_hook(&cache);
+        let children: Vec<_> = roots.iter().map(|root| run_hook(&hook, root)).collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let entries: Vec<_> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(entries.len(), 20, "no temporary files left");
+        for i in 0..20 {
+            assert_eq!(fs::read_to_string(cache.join(format!("p{i}.deb"))).unwrap(), content(i));
+        }
+    }
+
+    #[test]
+    fn running_builds_are_stopped_on_request() {
+        let started = Instant::now();
+        let worker = std::thread::spawn(|| {
+            run(
+                Command::new("sh").arg("-c").arg("echo working >&2; exec sleep 30"),
+                "sh",
+                &mut |_| {},
+            )
+        });
+        while RUNNING.lock().unwrap().is_empty() {
+            assert!(started.elapsed().as_secs() < 10, "the child never started");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(stop_running_builds() >= 1);
+        let err = worker.join().unwrap().unwrap_err();
+        assert!(matches!(err, BuildError::Failed { .. }), "{err}");
+        assert!(err.to_string().contains("working"), "the tail is kept: {err}");
+        assert!(started.elapsed().as_secs() < 10, "stopped, not waited for");
     }
 
     #[test]

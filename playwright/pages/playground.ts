@@ -16,6 +16,9 @@ export class Playground {
   readonly editor: Locator;
   readonly options: Locator;
   readonly output: Locator;
+  readonly diagnostics: Locator;
+  readonly asmPane: Locator;
+  readonly asmEditor: Locator;
 
   constructor(readonly page: Page) {
     this.run = page.getByTestId("run");
@@ -32,6 +35,9 @@ export class Playground {
     this.editor = page.getByTestId("editor");
     this.options = page.getByRole("form", { name: "Options", exact: true });
     this.output = page.getByRole("region", { name: "Output", exact: true });
+    this.diagnostics = page.getByTestId("diagnostic");
+    this.asmPane = page.getByTestId("asm-pane");
+    this.asmEditor = page.getByTestId("asm-editor");
   }
 
   /** The compare view's toggle, its two setups, results and diff. */
@@ -129,5 +135,50 @@ export class Playground {
 
   async screenshot(name: string) {
     await this.page.screenshot({ path: `test-results/screens/${name}.png`, fullPage: true });
+  }
+
+  /** The count of problems on a file's tab. */
+  diagnosticCount(path: string): Locator {
+    return this.page.getByTestId("file-tab").and(this.page.locator(`[data-path="${path}"]`)).getByTestId("diag-count");
+  }
+
+  /** The source editor's cursor. */
+  async cursor(): Promise<{ lineNumber: number; column: number }> {
+    return this.page.evaluate(() => {
+      const p = (window as any).monaco.editor.getEditors()[0].getPosition();
+      return { lineNumber: p.lineNumber, column: p.column };
+    });
+  }
+
+  /** Puts the source editor's cursor on a line, as a click there would. */
+  async setCursor(line: number) {
+    await this.page.evaluate((lineNumber) => {
+      const editor = (window as any).monaco.editor.getEditors()[0];
+      editor.setPosition({ lineNumber, column: 1 });
+      editor.focus();
+    }, line);
+  }
+
+  /**
+   * The lines of an editor carrying a decoration class: `source` (the input editor) or `asm`
+   * (the assembly pane), as [line number, text] pairs.
+   */
+  async decoratedLines(which: "source" | "asm", className: string): Promise<[number, string][]> {
+    return this.page.evaluate(
+      ([which, className]) => {
+        const editors = (window as any).monaco.editor.getEditors();
+        const editor =
+          which === "source"
+            ? editors[0]
+            : editors.find((e: any) => e.getContainerDomNode().closest('[data-testid="asm-editor"]'));
+        const model = editor.getModel();
+        const lines = new Set<number>();
+        for (const d of model.getAllDecorations()) {
+          if (d.options.className === className) lines.add(d.range.startLineNumber);
+        }
+        return [...lines].sort((a, b) => a - b).map((l) => [l, model.getLineContent(l)] as [number, string]);
+      },
+      [which, className] as const,
+    );
   }
 }

@@ -26,8 +26,12 @@ test("the app's wasm stays within its budget, compressed", async ({ page, baseUR
   test.info().annotations.push({ type: "wasm", description: `${gzip.bytes} B gzip, ${br.bytes} B brotli` });
   expect(gzip.encoding).toBe("gzip");
   expect(br.encoding).toBe("br");
-  expect(gzip.bytes).toBeLessThan(330_000);
-  expect(br.bytes).toBeLessThan(265_000);
+  // Raised from 330 KB / 265 KB when the assembly view and diagnostics came: shared::asm with
+  // cpp_demangle, shared::diagnostics and their components (docs/PERFORMANCE.md).
+  // Raised again from 460 KB / 360 KB for the squashfs reader (shared::squashfs with miniz_oxide's
+  // inflate) and the output tree (issue #15): 478,749 B gzip, 371,237 B brotli.
+  expect(gzip.bytes).toBeLessThan(490_000);
+  expect(br.bytes).toBeLessThan(380_000);
 });
 
 test("the editor is ready soon after a cold load", async ({ page }) => {

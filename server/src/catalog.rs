@@ -173,6 +173,27 @@ mod tests {
             "graphviz",
             "imagemagick",
             "pandoc",
+            "clang",
+            "rust",
+            "go",
+            "java",
+            "ruby",
+            "perl",
+            "php",
+            "bash",
+            "typescript",
+            "nasm",
+            "ocaml",
+            "r",
+            "gnuplot",
+            "sox",
+            "poppler",
+            "plantuml",
+            "protobuf",
+            "miller",
+            "black",
+            "pylint",
+            "wabt",
         ] {
             assert!(ids.contains(&id), "{id} missing from {ids:?}");
         }
@@ -182,8 +203,9 @@ mod tests {
             assert!(!meta.files.is_empty(), "{}: no default files", meta.id);
             meta.render(&meta.defaults(), &[]).unwrap();
         }
-        // The shared C-family group reaches both compilers.
-        for id in ["gcc", "g++"] {
+        assert!(catalog.len() >= 30, "{} containers", catalog.len());
+        // The shared C-family group reaches the C compilers.
+        for id in ["gcc", "g++", "clang"] {
             assert!(catalog.get(id).unwrap().meta.option("optimization").is_some());
         }
     }

@@ -111,6 +111,10 @@ pub enum ImageCommand {
         /// Rebuild even when the image is up to date.
         #[arg(long)]
         force: bool,
+        /// How many images to build at once [default: 2 on a machine with 2 or more cores,
+        /// else 1]. Builds share the package download cache.
+        #[arg(long, short = 'j', env = "PE_BUILD_JOBS")]
+        jobs: Option<usize>,
     },
     /// List the catalog's images with size, digest and build date.
     List,

@@ -10,7 +10,10 @@ use shared::api::v1::{
     Timings, Truncation,
 };
 use shared::cpio::{self, Encoder, Entry, EntryData, Limits};
+use shared::diagnostics;
+use shared::error::chain;
 use shared::framing;
+use shared::meta::ContainerMeta;
 
 /// The API status of a job. A limit that cut the program short wins over how it then exited.
 pub fn status(output: &JobOutput) -> RunStatus {
@@ -76,6 +79,7 @@ pub fn run_result(
             kind: output.ran_on.backend.to_owned(),
             accel: output.ran_on.accel.map(str::to_owned),
             start: Some(output.ran_on.start.to_owned()),
+            container: Some(output.ran_on.container.to_owned()),
         },
         cached: false,
         not_cached: None,
@@ -83,6 +87,7 @@ pub fn run_result(
             queue: output.timings.queue_ms,
             boot: output.timings.boot_ms,
             run: output.timings.run_ms,
+            exec: output.timings.exec_ms,
             total: output.timings.total_ms,
         },
         usage: ResourceUsage {
@@ -95,6 +100,7 @@ pub fn run_result(
             stderr: output.truncated.stderr,
             files: output.truncated.files,
         },
+        diagnostics: Vec::new(),
     }
 }
 
@@ -126,6 +132,28 @@ impl RunAnswer {
     ) -> RunAnswer {
         let result = run_result(&output, argv, image, timeout_ms);
         RunAnswer { result, stdout: output.stdout, stderr: output.stderr, files: output.files }
+    }
+
+    /// Reads the errors and warnings in stdout and stderr as the container's `[diagnostics]`
+    /// table says (`inputs` give Python's carets their columns). Before the answer is cached,
+    /// so cached answers carry them too. A spec that cannot be used (the catalog checks every
+    /// spec when it loads, so it never happens) is logged and yields none.
+    pub fn add_diagnostics(&mut self, meta: &ContainerMeta, inputs: &[Entry]) {
+        let Some(spec) = &meta.diagnostics else { return };
+        let sources = |path: &str| {
+            inputs
+                .iter()
+                .find(|e| e.path == path)
+                .and_then(|e| std::str::from_utf8(e.content()).ok())
+        };
+        let stdout = String::from_utf8_lossy(&self.stdout);
+        let stderr = String::from_utf8_lossy(&self.stderr);
+        match diagnostics::parse(spec, &meta.run.cwd, &stdout, &stderr, &sources) {
+            Ok(list) => self.result.diagnostics = list,
+            Err(err) => {
+                tracing::warn!(container = %meta.id, error = %chain(&err), "cannot read diagnostics")
+            }
+        }
     }
 
     /// The archive form: `<u32 len><RunResult JSON><cpio of stdout, stderr, output/...>`.

@@ -10,7 +10,9 @@
 //! 3. A run: [`http`] routes it, [`ratelimit`] admits the client, [`jobs`] turns the request
 //!    into an executor job (option values checked and rendered by `shared::meta`), the cache
 //!    answers or the executor's pool runs it, and [`convert`] is the one place executor
-//!    results become API types. [`metrics`] and [`health`] watch it all.
+//!    results become API types (and, with the container's `[diagnostics]`, read the errors
+//!    in the output). [`metrics`] and [`health`] watch it all. [`ce`] translates Compiler
+//!    Explorer's REST API into runs of the same pipeline.
 //! 4. The other commands use the same pieces: [`run_cmd`] (`pe run`, one job), [`image_cmd`]
 //!    (`pe image`, with the `images` crate), [`archive`] (`pe archive`, the shared cpio codec),
 //!    [`doctor`] (what this host can run) and [`gc`] (old cache entries, leftover directories).
@@ -19,7 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod builds;
 pub mod catalog;
+pub mod ce;
 pub mod cli;
 pub mod client;
 pub mod cluster;

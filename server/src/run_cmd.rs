@@ -121,7 +121,10 @@ pub async fn run(
     let timeout_ms = job.limits.timeout.as_millis() as u64;
     let outcome = output.outcome.clone();
     let output_files = output.files.len();
-    let answer = convert::RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
+    let mut answer = convert::RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
+    if let Some(entry) = entry {
+        answer.add_diagnostics(&entry.meta, &job.files);
+    }
     let result = &answer.result;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer.to_json())?);

@@ -10,9 +10,11 @@ use clap::Args;
 use executor::JobLimits;
 use executor::pool::{self, Pool};
 use executor::warm::{WarmMicroVm, WarmPool, WarmStart};
+use images::build::DebianSource;
 use images::{ImageInfo, ImageStore};
 use shared::error::chain;
 
+use crate::builds::{BuildFn, Builds};
 use crate::catalog::Catalog;
 use crate::executor_config::ExecutorArgs;
 use crate::http::{self, AppState};
@@ -109,6 +111,12 @@ pub struct ServeArgs {
     /// The built frontend (trunk's dist/) to serve.
     #[arg(long, env = "PE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Build the images that are missing (or were built from another recipe) in the
+    /// background while serving, the most used first: until its image is ready, a container
+    /// shows as queued or building in the catalog and its runs answer 503 `unavailable` with
+    /// `Retry-After`. `scripts/run` turns this on, so a first start serves at once.
+    #[arg(long, env = "PE_BUILD_MISSING")]
+    pub build_missing: bool,
 }
 
 /// `--warm-start`.
@@ -189,7 +197,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             WarmStartChoice::Snapshot => WarmStart::Snapshot,
             WarmStartChoice::Boot => WarmStart::Boot,
         };
-        let warm = WarmPool::new(vm, limits, images, start);
+        let warm_up = catalog
+            .iter()
+            .filter(|entry| !entry.meta.run.warm_up.is_empty())
+            .map(|entry| (entry.meta.id.clone(), entry.meta.run.warm_up.clone()))
+            .collect();
+        let warm = WarmPool::new(vm, limits, images, start, warm_up);
         tracing::info!(containers = ?warm.warm_ids(), ?start, "warm VMs");
         warm.fill();
         backend = Arc::new(WarmMicroVm { warm: warm.clone() });
@@ -202,6 +215,11 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         ),
         memory_mib: args.memory_mib,
         ..JobLimits::default()
+    };
+    let builds = if args.build_missing {
+        start_builds(&catalog, &store, &exec.images()).await
+    } else {
+        Arc::default()
     };
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
     let site = crate::http::pages::Site::generate(&catalog, &exec.images(), &public_url);
@@ -240,6 +258,7 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
             open: Arc::default(),
         },
         cluster,
+        builds,
     });
     if let (Some(warm), true) = (state.warm.clone(), args.warm_refresh_secs > 0) {
         // Usage changes and images get rebuilt (a new digest): follow both.
@@ -278,8 +297,46 @@ pub async fn run(exec: &ExecutorArgs, catalog: Catalog, args: ServeArgs) -> anyh
         .context("the server failed")?;
     // Stop admitting jobs; the VMs of requests that were cut off died with their futures.
     state.pool.close();
+    if state.builds.pending() > 0 {
+        eprintln!("pe: stopping the image builds");
+        let builds = state.builds.clone();
+        // mmdebstrap stops at the end of its current step and unmounts what it mounted.
+        let ended = tokio::task::spawn_blocking(move || builds.stop(Duration::from_secs(60)))
+            .await
+            .unwrap_or(false);
+        if !ended {
+            eprintln!("pe: an image build did not stop in 60 s");
+        }
+    }
     eprintln!("pe: stopped");
     Ok(())
+}
+
+/// `--build-missing`: queues the images to build, most used on this server first, and starts
+/// the builders.
+async fn start_builds(catalog: &Catalog, store: &Store, images: &ImageStore) -> Arc<Builds> {
+    let used = store.most_used(catalog.len(), 30 * 24 * 3600).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %chain(&err), "cannot read usage");
+        Vec::new()
+    });
+    let order = crate::builds::build_order(catalog, images, &used);
+    let jobs = crate::image_cmd::default_build_jobs();
+    if !order.is_empty() {
+        eprintln!(
+            "pe: building {} image(s) in the background, {jobs} at a time: {}",
+            order.len(),
+            order.join(" ")
+        );
+    }
+    let (catalog, images) = (catalog.clone(), images.clone());
+    let source = DebianSource::default();
+    let build: Arc<BuildFn> = Arc::new(move |id: &str, progress: &mut dyn FnMut(&str)| {
+        let meta = &catalog.get(id).ok_or("not in the catalog")?.meta;
+        images::build::build(&images, id, &crate::catalog::recipe(meta), &source, progress)
+            .map(|_| ())
+            .map_err(|err| chain(&err))
+    });
+    Builds::start(order, jobs, build)
 }
 
 /// The images `--warm` asks for now: for `auto`, by this server's usage.

@@ -101,14 +101,25 @@ fn output_comes_while_the_program_runs_and_equals_a_plain_runs() {
 
 #[test]
 fn typed_stdin_is_answered_line_by_line_on_a_snapshot_clone() {
-    let server = start_server(&[("PE_WARM", "python=1"), ("PE_WARM_START", "snapshot")]);
+    typed_stdin_is_answered_line_by_line("snapshot", "snapshot");
+}
+
+#[test]
+fn typed_stdin_is_answered_line_by_line_on_a_pre_booted_vm() {
+    typed_stdin_is_answered_line_by_line("boot", "warm");
+}
+
+/// A program that squares each line it reads, on a warm VM made one way (`PE_WARM_START`),
+/// which the job's `backend.start` names.
+fn typed_stdin_is_answered_line_by_line(warm_start: &str, start: &str) {
+    let server = start_server(&[("PE_WARM", "python=1"), ("PE_WARM_START", warm_start)]);
     wait_for_warm(server.port);
     let program = "import sys\nfor line in sys.stdin:\n    print(int(line) ** 2, flush=True)\nprint('eof', file=sys.stderr)\n";
     let mut socket = connect(&server);
     send(&mut socket, python(program));
     let (_, started) = next(&mut socket).unwrap();
     assert_eq!(started["type"], "started", "{started}");
-    assert_eq!(started["backend"]["start"], "snapshot", "{started}");
+    assert_eq!(started["backend"]["start"], start, "{started}");
     let mut stdout = String::new();
     for (n, want) in [(4, "16\n"), (5, "16\n25\n")] {
         send(&mut socket, json!({"type": "stdin", "data": format!("{n}\n")}));

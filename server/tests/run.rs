@@ -394,3 +394,72 @@ async fn faults_on_the_server_side_are_clear_503s() {
     std::fs::write(&digest_file, b"hsqs").unwrap();
     assert_eq!(send(&h, json_run(hello())).await.status(), StatusCode::OK);
 }
+
+/// `pe serve --build-missing`: a container whose image is still being built (or waits for its
+/// turn) answers 503 `unavailable` with `Retry-After` and says where it stands; the catalog
+/// shows the same; once the image is there, it runs.
+#[tokio::test]
+async fn a_container_still_building_answers_503_with_retry_after_until_its_image_is_there() {
+    use images::{ImageFormat, Ref};
+    use server::builds::{BuildFn, Builds};
+    // Each build reports a step, then waits for the test's go.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let build: Arc<BuildFn> = Arc::new(move |id: &str, progress: &mut dyn FnMut(&str)| {
+        progress(&format!("  installing {id}"));
+        wait.lock().unwrap().recv().map_err(|e| e.to_string())
+    });
+    let builds = Builds::start(vec!["python".into(), "gcc".into()], 1, build);
+    let h = harness_with_builds(builds.clone());
+    while !matches!(builds.state("python"), Some(server::builds::BuildState::Building { .. })) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let python =
+        || json!({"container": "python", "files": [{"path": "main.py", "content": "print(1)"}]});
+
+    for (id, says) in [("python", "is being built"), ("gcc", "is queued for building (0 ahead")] {
+        let response = send(&h, json_run(json!({"container": id}))).await;
+        let retry: u64 = response.headers()[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+        assert!((5..=600).contains(&retry), "{id}: Retry-After {retry}");
+        assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable", says).await;
+    }
+    let catalog =
+        body_json(send(&h, Request::get("/api/v1/containers").body(Body::empty()).unwrap()).await)
+            .await;
+    let status = |id: &str| {
+        catalog.as_array().unwrap().iter().find(|c| c["id"] == id).unwrap()["image_status"].clone()
+    };
+    assert_eq!(status("python")["built"], false);
+    assert_eq!(status("python")["build"]["state"], "building");
+    assert_eq!(status("python")["build"]["step"], "installing python");
+    assert_eq!(status("gcc")["build"]["state"], "queued");
+    assert_eq!(status("gcc")["build"]["position"], 1);
+    assert!(status("busybox").get("build").is_none(), "built: no build state");
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+
+    // The build finishes: the image is in the store, and python runs.
+    std::fs::write(h._dirs.0.path().join("sha256/def"), b"hsqs").unwrap();
+    h.state
+        .images
+        .write_ref(&Ref {
+            id: "python".into(),
+            digest: "sha256:def".into(),
+            format: ImageFormat::Squashfs,
+            size: 4,
+            built_at: None,
+            recipe: None,
+            build_secs: None,
+            env: Vec::new(),
+        })
+        .unwrap();
+    go.send(()).unwrap();
+    while builds.state("python").is_some() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let response = send(&h, json_run(python())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // gcc is now the one being built.
+    let response = send(&h, json_run(json!({"container": "gcc"}))).await;
+    assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable", "is being built").await;
+    go.send(()).unwrap();
+}

@@ -273,6 +273,60 @@ fn snapshot_clones_get_their_own_randomness_and_the_current_time() {
     assert_ne!(seen[0].1, seen[1].1, "two clones read the same random bytes");
 }
 
+/// A snapshot clone's pre-made container: the job's program is the container's process 1 (the
+/// waiter exec'd it), holds no descriptor but its stdio, sees only its own environment and
+/// processes, and nothing a job does (files, processes, limits it could touch) reaches the
+/// next job's clone.
+#[test]
+fn a_premade_container_shows_nothing_of_its_waiter_and_keeps_nothing_between_jobs() {
+    let server = start_server(&[("PE_WARM", "busybox=1"), ("PE_WARM_START", "snapshot")]);
+    let script = r#"
+echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"
+echo "fds=$(ls /proc/self/fd | tr '\n' ' ')"
+echo "procs=$(ls -d /proc/[0-9]* | wc -l)"
+echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "left=$(cat /tmp/left 2>/dev/null || echo none)"
+echo "sleepers=$(ps -o comm | grep -c '^sleep' || true)"
+echo "memory.max=$(cat /sys/fs/cgroup/memory.max)"
+echo mark > /tmp/left
+sleep 1000 &
+"#;
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        wait_for_warm(server.port);
+        let body = serde_json::json!({"container": "busybox", "stdin": i.to_string(),
+            "env": {"JOB_ONLY": "1"}, "files": [{"path": "main.sh", "content": script}]});
+        let (status, _, json) = run_json(server.port, &body.to_string());
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["backend"]["start"], "snapshot", "{json}");
+        assert_eq!(json["backend"]["container"], "premade", "{json}");
+        let exec = json["timings_ms"]["exec"].as_u64().unwrap();
+        assert!(exec > 0 && exec <= json["timings_ms"]["run"].as_u64().unwrap(), "{json}");
+        outputs.push(json["stdout"].as_str().unwrap().to_owned());
+    }
+    for stdout in &outputs {
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+                .trim()
+                .to_owned()
+        };
+        assert!(field("pid1").starts_with("sh main.sh"), "{stdout}");
+        assert_eq!(field("fds"), "0 1 2 3", "only stdio (and ls's own directory): {stdout}");
+        // sh, the command substitution's subshell, and ls.
+        assert!(field("procs").parse::<u32>().unwrap() <= 4, "{stdout}");
+        assert_eq!(field("env"), "HOME JOB_ONLY PATH PWD SHLVL", "{stdout}");
+        assert_eq!(field("left"), "none", "a file of the last job: {stdout}");
+        assert_eq!(field("sleepers"), "0", "a process of the last job: {stdout}");
+        // The job's own limit, written on `go` over the one the container was made with (the
+        // guest keeps 96 MiB of the VM's memory for itself).
+        let job_limit = (u64::from(shared::limits::DEFAULT_MEMORY_MIB) - 96) << 20;
+        assert_eq!(field("memory.max"), job_limit.to_string(), "{stdout}");
+    }
+}
+
 #[test]
 fn killing_a_warm_vm_mid_job_gives_a_clear_error_and_a_fresh_vm() {
     // The default: VMs restored from a snapshot.

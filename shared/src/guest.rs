@@ -127,8 +127,13 @@ pub struct GuestTimings {
     pub boot_ms: u64,
     /// Init start until the program was about to start (mounts, unpacking, config).
     pub setup_ms: u64,
-    /// The program, from crun's start to its exit.
+    /// The program, from crun's start (or, in a pre-made container, from the job's release)
+    /// to its exit.
     pub run_ms: u64,
+    /// The program's own time, from its `execve` to its exit: `run_ms` less creating the
+    /// container.
+    #[serde(default)]
+    pub exec_ms: u64,
     /// Packing the outputs.
     pub collect_ms: u64,
 }
@@ -159,6 +164,22 @@ pub struct Finished {
     /// Notes for people, e.g. which output files were dropped.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How the program's container came to be: made before the job (a warm VM's, waiting in
+    /// the snapshot) or created for it.
+    #[serde(default)]
+    pub container: ContainerStart,
+}
+
+/// How a job's container came to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStart {
+    /// Created for the job by crun.
+    #[default]
+    Created,
+    /// Made in the warm VM before the job (saved in its snapshot); the job's program was
+    /// exec'd by the process waiting in it.
+    Premade,
 }
 
 /// The guest's answer.

@@ -18,14 +18,20 @@
 //! 6. [`meta`]: container metadata (options, inputs, outputs, examples) and the one function
 //!    that renders option values into a command line, for the browser and the server alike.
 //! 7. [`oci`]: the OCI runtime config given to crun, shared by every backend.
-//! 8. [`error::chain`]: an error and its causes in one line, the way every crate writes them.
+//! 8. [`diagnostics`]: the errors and warnings in a run's output, with file, line and column,
+//!    read as its container's metadata says (built-in formats or a regex).
+//! 9. [`asm`]: the assembly view: GNU assembler output with each line's source line, filtered
+//!    like Compiler Explorer (directives, unused labels, comments, library code, demangling).
+//! 10. [`error::chain`]: an error and its causes in one line, the way every crate writes them.
 //!
 //! This crate builds for the host, `wasm32-unknown-unknown` and `x86_64-unknown-linux-musl`; it
 //! has no async runtime, HTTP, browser or libc dependency.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod asm;
 pub mod cpio;
+pub mod diagnostics;
 pub mod error;
 pub mod framing;
 pub mod guest;

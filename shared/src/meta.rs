@@ -45,6 +45,10 @@ pub struct ContainerMeta {
     pub inputs: Inputs,
     #[serde(default)]
     pub outputs: Vec<OutputSpec>,
+    /// The tool's output is a tree (a site, an unpacked archive, many files): the app asks for
+    /// squashfs answers and shows a file tree read lazily, from the first run on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_tree: bool,
     /// The files a new playground starts with.
     #[serde(default)]
     pub files: Vec<FileSpec>,
@@ -52,6 +56,45 @@ pub struct ContainerMeta {
     pub stdin: Option<String>,
     #[serde(default)]
     pub examples: Vec<Example>,
+    /// How the tool reports problems, so they can be shown in the editor (`[diagnostics]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<crate::diagnostics::DiagnosticsSpec>,
+    /// Where a compiler's assembly is and how to ask for it (`[assembly]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<crate::asm::AssemblySpec>,
+    /// How the container appears to Compiler Explorer's clients (`[compiler_explorer]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler_explorer: Option<CompilerExplorer>,
+}
+
+/// The `[compiler_explorer]` table: the container as a compiler of Compiler Explorer's REST API
+/// (`/api/compilers`, `/api/compiler/{id}/compile`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompilerExplorer {
+    /// The language id as Compiler Explorer names it: `c`, `c++`, `python`, `javascript`, `lua`.
+    pub language: String,
+    /// The language's name (`C++`).
+    pub language_name: String,
+    /// Monaco's language id for it (`cpp`); the language id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monaco: Option<String>,
+    /// The compiler id clients ask for; the container id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiler: Option<String>,
+    /// The input file the request's source becomes (`main.c`).
+    pub source: String,
+    /// A compiler's `bool` option that runs the program after compiling it: the API's `execute`
+    /// filter. Absent for an interpreter, whose every run is an execution (listed the way
+    /// Compiler Explorer lists interpreters: execution only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execute_option: Option<String>,
+}
+
+impl CompilerExplorer {
+    pub fn compiler_id<'a>(&'a self, meta: &'a ContainerMeta) -> &'a str {
+        self.compiler.as_deref().unwrap_or(&meta.id)
+    }
 }
 
 /// How the image is built.
@@ -81,6 +124,11 @@ pub struct RunRecipe {
     /// Time limit for this tool, seconds (at most the server's maximum).
     #[serde(default)]
     pub timeout_secs: Option<u32>,
+    /// A command a warm VM runs once before its job (as an unprivileged user, in the image
+    /// read-only, nothing of it left): the tool's start-up paths are then translated in that
+    /// VM's QEMU, not during the job (e.g. `["python3", "-c", "pass"]`). It must write nothing.
+    #[serde(default)]
+    pub warm_up: Vec<String>,
 }
 
 fn default_cwd() -> String {
@@ -413,6 +461,27 @@ impl ContainerMeta {
         for example in &self.examples {
             self.render(&example.options, &example.args)
                 .map_err(|e| self.problem(format!("example {:?}: {e}", example.name)))?;
+        }
+        if let Some(diagnostics) = &self.diagnostics {
+            diagnostics.validate().map_err(|e| self.problem(e.to_string()))?;
+        }
+        if let Some(ce) = &self.compiler_explorer
+            && let Some(id) = &ce.execute_option
+            && !matches!(self.option(id).map(|o| &o.kind), Some(OptionKind::Bool { .. }))
+        {
+            return Err(self.problem(format!("[compiler_explorer] {id:?} is not a bool option")));
+        }
+        if let Some(asm) = &self.assembly {
+            for id in std::iter::once(&asm.option).chain(&asm.intel_option) {
+                if !matches!(self.option(id).map(|o| &o.kind), Some(OptionKind::Bool { .. })) {
+                    return Err(self.problem(format!("[assembly] {id:?} is not a bool option")));
+                }
+            }
+            if !self.outputs.iter().any(|o| o.path == asm.file) {
+                return Err(
+                    self.problem(format!("[assembly] file {:?} is not an output", asm.file))
+                );
+            }
         }
         Ok(())
     }

@@ -27,7 +27,13 @@ pub struct Spec<'a> {
     pub rlimits: &'a [(&'a str, u64)],
     /// Which seccomp filter the container gets.
     pub seccomp: Seccomp,
+    /// A program bound read-only at [`WAITER_PATH`] in the container: the guest's pre-made
+    /// container runs it first, and it execs the job's program (`guest/src/premade.rs`).
+    pub waiter: Option<&'a str>,
 }
+
+/// Where a pre-made container's waiting program is, inside the container.
+pub const WAITER_PATH: &str = "/.pe-wait";
 
 /// The container's seccomp filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +455,10 @@ pub fn runtime_config(spec: &Spec<'_>) -> Value {
         bind("/output", "output"),
         bind("/tmp", "tmp"),
     ];
+    if let Some(waiter) = spec.waiter {
+        mounts.push(json!({"destination": WAITER_PATH, "type": "bind", "source": waiter,
+                           "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
     if spec.cgroup.is_some() {
         // The job's own cgroup (its namespace's root), read-only: runtimes size themselves from
         // its limits (memory.max, pids.max), and a job can see what stopped it (pids.events).
@@ -493,6 +503,7 @@ mod tests {
             cgroup: Some(CgroupLimits { path: "/pe-job", pids_max: 64, memory_bytes: 1 << 20 }),
             rlimits: &[],
             seccomp: Seccomp::Denylist,
+            waiter: None,
         };
         let c = runtime_config(&spec);
         assert_eq!(c["root"]["readonly"], true);
@@ -528,6 +539,7 @@ mod tests {
             cgroup: None,
             rlimits: &[],
             seccomp: Seccomp::Allowlist,
+            waiter: None,
         };
         let filter = &runtime_config(&spec)["linux"]["seccomp"];
         assert_eq!(filter["defaultAction"], "SCMP_ACT_ERRNO");

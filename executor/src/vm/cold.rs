@@ -39,7 +39,12 @@ pub async fn run_cold(
         config.work_dir.join(format!("console-{name}.log"))
     });
 
-    let ran_on = RanOn { backend: "microvm", accel: Some(config.accel.name()), start: "cold" };
+    let ran_on = RanOn {
+        backend: "microvm",
+        accel: Some(config.accel.name()),
+        start: "cold",
+        container: "created",
+    };
     let (mut cmd, confinement) = config
         .command(job.limits.memory_mib, &job.image.path, true, &io_path, "", console.as_deref())
         .map_err(|source| ExecError::WorkDir { path: io_path.clone(), source })?;

@@ -35,7 +35,7 @@ use crate::vm::{VmConfig, cold};
 use crate::{ExecError, convert};
 
 use snapshot::Template;
-use waiting::{WaitingVm, WarmError, launch, wait_ready};
+use waiting::{Shape, WaitingVm, WarmError, launch, wait_ready};
 
 /// Where ready VMs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +67,8 @@ pub struct WarmPool {
     /// Limits the warm VMs are booted for (memory and I/O disk size are fixed at boot).
     limits: JobLimits,
     start: WarmStart,
+    /// Container id -> the command its warm VMs run before their job.
+    warm_up: HashMap<String, Vec<String>>,
     /// Image digest -> (image, how many to keep ready).
     targets: Mutex<HashMap<String, (ImageInfo, usize)>>,
     ready: Mutex<HashMap<String, VecDeque<WaitingVm>>>,
@@ -95,11 +97,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl WarmPool {
     /// A pool keeping `count` VMs ready for each image. Call [`WarmPool::fill`] to start them.
+    /// `warm_up`: per container id, a command its warm VMs run before their job (see
+    /// `shared::meta::RunRecipe::warm_up`).
     pub fn new(
         config: VmConfig,
         limits: JobLimits,
         images: Vec<(ImageInfo, usize)>,
         start: WarmStart,
+        warm_up: HashMap<String, Vec<String>>,
     ) -> Arc<WarmPool> {
         let targets =
             images.into_iter().map(|(image, n)| (image.digest.clone(), (image, n))).collect();
@@ -107,6 +112,7 @@ impl WarmPool {
             config,
             limits,
             start,
+            warm_up,
             targets: Mutex::new(targets),
             ready: Mutex::new(HashMap::new()),
             booting: Mutex::new(HashMap::new()),
@@ -144,6 +150,16 @@ impl WarmPool {
             booting: lock(&self.booting).values().sum(),
             templates: templates.len(),
             template_bytes: templates.iter().map(|t| t.ram_bytes()).sum(),
+        }
+    }
+
+    /// What `image`'s warm VMs are made for.
+    fn shape(&self, image: &ImageInfo) -> Shape<'_> {
+        Shape {
+            memory_mib: self.limits.memory_mib,
+            scratch_mib: self.limits.scratch_mib,
+            warm_up: self.warm_up.get(&image.id).map_or(&[], Vec::as_slice),
+            io_size: self.io_size(),
         }
     }
 
@@ -224,8 +240,7 @@ impl WarmPool {
     }
 
     async fn make_template(self: Arc<Self>, image: ImageInfo) {
-        let made =
-            Template::create(&self.config, &image, self.limits.memory_mib, self.io_size()).await;
+        let made = Template::create(&self.config, &image, self.shape(&image)).await;
         let slot = match made {
             Ok(template) => {
                 tracing::info!(
@@ -284,9 +299,8 @@ impl WarmPool {
             let warm_up = self.active.load(Ordering::Relaxed) < self.cores;
             return self.restore(&template, warm_up).await;
         }
-        let mut vm =
-            launch(&self.config, image, self.limits.memory_mib, self.io_size(), "warm", |_, _| {})
-                .await?;
+        let shape = self.shape(image);
+        let mut vm = launch(&self.config, image, shape, "warm", |_, _| {}).await?;
         wait_ready(&mut vm).await?;
         Ok(vm)
     }
@@ -379,8 +393,12 @@ impl WarmPool {
         job: &Job,
         mut live: Option<LiveIo>,
     ) -> Result<JobOutput, ExecError> {
-        let ran_on =
-            RanOn { backend: "microvm", accel: Some(self.config.accel.name()), start: vm.start };
+        let ran_on = RanOn {
+            backend: "microvm",
+            accel: Some(self.config.accel.name()),
+            start: vm.start,
+            container: "created",
+        };
         let live_request = live.as_ref().map(|live| LiveRequest { stdin_open: live.stdin_open });
         let request = convert::request_bytes(job, live_request)?;
         let io_err = |source| ExecError::WorkDir { path: vm.io_path.clone(), source };

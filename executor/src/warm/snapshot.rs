@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use super::qmp::{self, Qmp, QmpError};
-use super::waiting::{self, WaitingVm, WarmError};
+use super::waiting::{self, Shape, WaitingVm, WarmError};
 use crate::vm::VmConfig;
 use crate::workdir;
 
@@ -41,6 +41,10 @@ pub const RAM_DIR_KIND: &str = "pe_snapshot";
 pub struct Template {
     pub image: ImageInfo,
     memory_mib: u32,
+    /// The scratch size its pre-made container was made for.
+    scratch_mib: u32,
+    /// The command its clones run to warm up (on the kernel command line of each).
+    warm_up: Vec<String>,
     io_size: u64,
     /// Holds the RAM file; removed with the template.
     ram_dir: tempfile::TempDir,
@@ -65,9 +69,9 @@ impl Template {
     pub async fn create(
         config: &VmConfig,
         image: &ImageInfo,
-        memory_mib: u32,
-        io_size: u64,
+        shape: Shape<'_>,
     ) -> Result<Template, WarmError> {
+        let Shape { memory_mib, scratch_mib, io_size, .. } = shape;
         let started = Instant::now();
         let ram_dir = workdir::create(&ram_dir_base(&config.work_dir), RAM_DIR_KIND)
             .map_err(|source| WarmError::SnapshotDir { what: "the RAM file", source })?;
@@ -79,12 +83,12 @@ impl Template {
         let save_path = save_dir.path().join("save.sock");
         let listener = UnixListener::bind(&save_path)
             .map_err(|source| WarmError::Listen { path: save_path.clone(), source })?;
-        let mut vm = waiting::launch(config, image, memory_mib, io_size, "template", |cmd, dir| {
+        let launched = waiting::launch(config, image, shape, "template", |cmd, dir| {
             ram_args(cmd, &ram, memory_mib, true);
             cmd.arg("-qmp")
                 .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
-        })
-        .await?;
+        });
+        let mut vm = launched.await?;
         if let Some(lease) = &vm.confinement.lease {
             for path in [save_dir.path(), &save_path] {
                 std::os::unix::fs::chown(path, Some(lease.uid), Some(lease.gid))
@@ -133,6 +137,8 @@ impl Template {
         Ok(Template {
             image: image.clone(),
             memory_mib,
+            scratch_mib,
+            warm_up: shape.warm_up.to_vec(),
             io_size,
             ram_dir,
             state,
@@ -146,21 +152,20 @@ impl Template {
     pub async fn restore(&self, config: &VmConfig, warm_up: bool) -> Result<WaitingVm, WarmError> {
         let started = Instant::now();
         let ram = self.ram_path();
-        let mut vm = waiting::launch(
-            config,
-            &self.image,
-            self.memory_mib,
-            self.io_size,
-            "clone",
-            |cmd, dir| {
-                ram_args(cmd, &ram, self.memory_mib, false);
-                cmd.arg("-qmp")
-                    .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
-                // Listening from the command line: QEMU makes the socket before it switches to
-                // its unprivileged user (`-runas`), which may not reach the work directory.
-                cmd.arg("-incoming").arg(format!("unix:{}", dir.join("in.sock").display()));
-            },
-        )
+        let shape = Shape {
+            memory_mib: self.memory_mib,
+            scratch_mib: self.scratch_mib,
+            warm_up: &self.warm_up,
+            io_size: self.io_size,
+        };
+        let mut vm = waiting::launch(config, &self.image, shape, "clone", |cmd, dir| {
+            ram_args(cmd, &ram, self.memory_mib, false);
+            cmd.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
+            // Listening from the command line: QEMU makes the socket before it switches to
+            // its unprivileged user (`-runas`), which may not reach the work directory.
+            cmd.arg("-incoming").arg(format!("unix:{}", dir.join("in.sock").display()));
+        })
         .await?;
         let dir = vm.dir.path().to_owned();
         let load = async {

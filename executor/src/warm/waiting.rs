@@ -196,11 +196,22 @@ impl std::fmt::Debug for WaitingVm {
 
 /// Starts QEMU for a VM that will wait for `go`: its own directory with an empty I/O disk of
 /// `io_size` bytes and a control port, in a work directory of `kind` (see [`crate::workdir`]). `extra` adds arguments (memory backend, QMP, incoming).
+/// What a warm VM is made for: fixed at boot (and so in a snapshot).
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    pub memory_mib: u32,
+    /// The scratch size of its pre-made container.
+    pub scratch_mib: u32,
+    /// The container's warm-up command (`shared::meta::RunRecipe::warm_up`).
+    pub warm_up: &'a [String],
+    /// The I/O disk's size.
+    pub io_size: u64,
+}
+
 pub async fn launch(
     config: &VmConfig,
     image: &ImageInfo,
-    memory_mib: u32,
-    io_size: u64,
+    shape: Shape<'_>,
     kind: &str,
     extra: impl FnOnce(&mut tokio::process::Command, &std::path::Path),
 ) -> Result<WaitingVm, WarmError> {
@@ -208,13 +219,26 @@ pub async fn launch(
     let dir = crate::workdir::create(&config.work_dir, kind).map_err(WarmError::WorkDir)?;
     let io_path = dir.path().join("io");
     let file = std::fs::File::create(&io_path).map_err(WarmError::IoDisk)?;
-    file.set_len(io_size).map_err(WarmError::IoDisk)?;
+    file.set_len(shape.io_size).map_err(WarmError::IoDisk)?;
     let format = match image.format {
         ImageFormat::Squashfs => "squashfs",
         ImageFormat::Erofs => "erofs",
     };
     let (mut cmd, confinement) = config
-        .command(memory_mib, &image.path, true, &io_path, &format!("pe.warm={format}"), None)
+        .command(
+            shape.memory_mib,
+            &image.path,
+            true,
+            &io_path,
+            // The guest makes the container too (for jobs with this scratch size), before it
+            // waits: a job then only has its program exec'd (guest/src/premade.rs).
+            &format!(
+                "pe.warm={format} pe.premade={}{}",
+                shape.scratch_mib,
+                warm_up_arg(shape.warm_up)
+            ),
+            None,
+        )
         .map_err(WarmError::Prepare)?;
     crate::vm::add_control_port(&mut cmd, &dir.path().join("ctl.sock"), true);
     extra(&mut cmd, dir.path());
@@ -231,6 +255,20 @@ pub async fn launch(
         start: "warm",
         stderr,
     })
+}
+
+/// The kernel argument that gives the guest its warm-up command (hex of its JSON), or nothing
+/// when there is none or it is too long for a kernel command line.
+fn warm_up_arg(warm_up: &[String]) -> String {
+    if warm_up.is_empty() {
+        return String::new();
+    }
+    let json = serde_json::to_vec(warm_up).unwrap_or_default();
+    if json.len() > 512 {
+        tracing::warn!(len = json.len(), "the warm-up command is too long: left out");
+        return String::new();
+    }
+    format!(" pe.warmup={}", hex::encode(json))
 }
 
 /// Connects to the VM's control port (QEMU creates the socket as it starts).

@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 
 use super::advanced_panel::AdvancedPanel;
+use super::asm_pane::AsmPane;
 use super::code_editor::CodeEditor;
 use super::command_preview::CommandPreview;
 use super::compare_output::CompareOutput;
@@ -12,6 +13,7 @@ use super::output_panel::OutputPanel;
 use super::run_bar::RunBar;
 use super::shortcuts_dialog::ShortcutsDialog;
 use crate::browser;
+use crate::links::Links;
 use crate::store::Store;
 
 /// The whole page: a header, the input files on the left, options, run and output on the right
@@ -20,6 +22,7 @@ use crate::store::Store;
 pub fn App() -> impl IntoView {
     let store = Store::new();
     provide_context(store);
+    Links::provide();
     store.start();
 
     // Ctrl/Cmd+Enter runs from anywhere (the editor handles its own and stops the event); `?`
@@ -50,7 +53,10 @@ pub fn App() -> impl IntoView {
             <main class="workspace">
                 <section class="pane input-pane" aria-label="Input files">
                     <FileTabs />
-                    <CodeEditor />
+                    <div class="source-split">
+                        <CodeEditor />
+                        <AsmPane />
+                    </div>
                 </section>
                 <section class="pane run-pane" aria-label="Options and output">
                     {move || {

@@ -65,8 +65,10 @@ pub fn CodeEditor() -> impl IntoView {
             on_run.into_js_value().unchecked_ref(),
         );
         monaco::set_theme(monaco::theme(store.dark.get_untracked()));
+        super::editor_links::on_created(&created, open_file);
         editor.set_value(Some(created));
     });
+    super::editor_links::connect(editor, open_file, content);
 
     // Show the open file when the tab changes or the files are replaced.
     Effect::new(move |_| {

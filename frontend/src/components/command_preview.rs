@@ -20,7 +20,8 @@ pub fn CommandPreview(side: Side) -> impl IntoView {
                         .collect::<Vec<_>>()
                         .join(" ");
                     view! {
-                        <pre class="command" data-testid="command">
+                        // Focusable: a long command line scrolls, from the keyboard too.
+                        <pre class="command" data-testid="command" tabindex="0">
                             <span class="prompt" aria-hidden="true">
                                 "$ "
                             </span>

@@ -156,9 +156,14 @@ pub fn ContainerPicker() -> impl IntoView {
                                             <span class="option-categories">{categories}</span>
                                             {suggested
                                                 .then(|| view! { <span class="badge">"suggested"</span> })}
-                                            {(!c.built)
-                                                .then(|| {
-                                                    view! { <span class="badge warn">"not built"</span> }
+                                            {c
+                                                .badge()
+                                                .map(|badge| {
+                                                    view! {
+                                                        <span class="badge warn" data-build=c.build.is_some().to_string()>
+                                                            {badge}
+                                                        </span>
+                                                    }
                                                 })}
                                         </li>
                                     }
@@ -184,7 +189,7 @@ mod tests {
             "inputs": {"extensions": [ext]}
         }))
         .unwrap();
-        Arc::new(Container { meta, built: true })
+        Arc::new(Container { meta, built: true, build: None })
     }
 
     #[test]

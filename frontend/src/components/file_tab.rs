@@ -1,6 +1,7 @@
 use leptos::html;
 use leptos::prelude::*;
 
+use super::diagnostics::DiagnosticCount;
 use crate::store::use_store;
 
 /// One input file's tab; double-click (or Rename) shows a name field.
@@ -94,7 +95,8 @@ pub fn FileTab(index: usize, path: String, renaming: RwSignal<Option<usize>>) ->
                             on:click=move |_| store.active.set(index)
                             on:dblclick=move |_| renaming.set(Some(index))
                         >
-                            {path}
+                            {path.clone()}
+                            <DiagnosticCount path=path />
                             {move || {
                                 is_stdin
                                     .get()

@@ -3,13 +3,16 @@
 
 pub mod advanced_panel;
 pub mod app;
+pub mod asm_pane;
 pub mod code_editor;
 pub mod command_preview;
 pub mod compare_button;
 pub mod compare_output;
 pub mod compare_setups;
 pub mod container_picker;
+pub mod diagnostics;
 pub mod diff_view;
+pub mod editor_links;
 pub mod examples_menu;
 pub mod file_actions;
 pub mod file_tab;

@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use super::diagnostics::DiagnosticsList;
 use super::live_output::LiveOutput;
 use super::output_files::OutputFiles;
 use super::status_line::StatusLine;
@@ -34,6 +35,7 @@ pub fn OutputPanel() -> impl IntoView {
                     view! {
                         <StatusLine finished=finished.clone() />
                         <Streams output=finished.output.clone() />
+                        <DiagnosticsList />
                         <OutputFiles finished />
                     }
                         .into_any()

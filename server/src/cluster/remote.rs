@@ -231,7 +231,12 @@ impl Remote {
                     "the job was given to a worker {deliveries} times and none finished it \
                      (the workers stopped or died); retry later"
                 );
-                let ran_on = executor::job::RanOn { backend: "remote", accel: None, start: "cold" };
+                let ran_on = executor::job::RanOn {
+                    backend: "remote",
+                    accel: None,
+                    start: "cold",
+                    container: "created",
+                };
                 return Ok(JobOutput::empty(executor::Outcome::FailedToStart(why), ran_on, 0));
             }
             Ok(Err(_)) | Err(_) => {

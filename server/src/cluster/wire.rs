@@ -114,6 +114,8 @@ pub enum LiveMessage {
         backend: String,
         accel: Option<String>,
         start: String,
+        #[serde(default)]
+        container: String,
         queue_ms: u64,
     },
     Output {
@@ -136,6 +138,7 @@ impl LiveMessage {
                 backend: ran_on.backend.to_owned(),
                 accel: ran_on.accel.map(str::to_owned),
                 start: ran_on.start.to_owned(),
+                container: ran_on.container.to_owned(),
                 queue_ms: *queue_ms,
             },
             LiveEvent::Output { stream, data } => LiveMessage::Output {
@@ -156,14 +159,17 @@ impl LiveMessage {
     /// The executor's event, for an event message.
     pub fn to_event(&self) -> Option<LiveEvent> {
         match self {
-            LiveMessage::Started { backend, accel, start, queue_ms } => Some(LiveEvent::Started {
-                ran_on: RanOn {
-                    backend: known(backend),
-                    accel: accel.as_deref().map(known),
-                    start: known(start),
-                },
-                queue_ms: *queue_ms,
-            }),
+            LiveMessage::Started { backend, accel, start, container, queue_ms } => {
+                Some(LiveEvent::Started {
+                    ran_on: RanOn {
+                        backend: known(backend),
+                        accel: accel.as_deref().map(known),
+                        start: known(start),
+                        container: known(container),
+                    },
+                    queue_ms: *queue_ms,
+                })
+            }
             LiveMessage::Output { stderr, data_base64 } => Some(LiveEvent::Output {
                 stream: if *stderr { LiveStream::Stderr } else { LiveStream::Stdout },
                 data: BASE64.decode(data_base64.as_bytes()).ok()?,
@@ -205,13 +211,16 @@ pub struct ResultHeader {
     pub worker: String,
     pub outcome: WireOutcome,
     pub truncated: [bool; 3],
-    /// queue, boot, run, total (ms).
-    pub timings_ms: [u64; 4],
+    /// queue, boot, run, exec, total (ms).
+    pub timings_ms: [u64; 5],
     /// user, sys (ms), max RSS (KiB).
     pub usage: [u64; 3],
     pub backend: String,
     pub accel: Option<String>,
     pub start: String,
+    /// `premade` or `created`.
+    #[serde(default)]
+    pub container: String,
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_object: Option<String>,
@@ -349,11 +358,12 @@ pub fn encode_result(id: &str, worker: &str, output: &JobOutput) -> Result<Vec<u
         worker: worker.to_owned(),
         outcome,
         truncated: [output.truncated.stdout, output.truncated.stderr, output.truncated.files],
-        timings_ms: [t.queue_ms, t.boot_ms, t.run_ms, t.total_ms],
+        timings_ms: [t.queue_ms, t.boot_ms, t.run_ms, t.exec_ms, t.total_ms],
         usage: [output.usage.user_ms, output.usage.sys_ms, output.usage.max_rss_kib],
         backend: output.ran_on.backend.to_owned(),
         accel: output.ran_on.accel.map(str::to_owned),
         start: output.ran_on.start.to_owned(),
+        container: output.ran_on.container.to_owned(),
         notes: output.notes.clone(),
         archive_object: None,
     };
@@ -391,6 +401,8 @@ fn known(name: &str) -> &'static str {
         "cold" => "cold",
         "warm" => "warm",
         "snapshot" => "snapshot",
+        "premade" => "premade",
+        "created" => "created",
         "fake" => "fake",
         _ => "remote",
     }
@@ -405,7 +417,7 @@ pub fn output_from(header: &ResultHeader, archive: &[u8]) -> Result<JobOutput, W
         WireOutcome::Oom(s) => Outcome::Oom(*s),
         WireOutcome::FailedToStart(why) => Outcome::FailedToStart(why.clone()),
     };
-    let [queue_ms, boot_ms, run_ms, total_ms] = header.timings_ms;
+    let [queue_ms, boot_ms, run_ms, exec_ms, total_ms] = header.timings_ms;
     let [user_ms, sys_ms, max_rss_kib] = header.usage;
     let [stdout, stderr, files] = header.truncated;
     let mut output = JobOutput {
@@ -414,12 +426,13 @@ pub fn output_from(header: &ResultHeader, archive: &[u8]) -> Result<JobOutput, W
         stderr: Vec::new(),
         files: Vec::new(),
         truncated: Truncated { stdout, stderr, files },
-        timings: JobTimings { queue_ms, boot_ms, run_ms, total_ms },
+        timings: JobTimings { queue_ms, boot_ms, run_ms, exec_ms, total_ms },
         usage: Usage { user_ms, sys_ms, max_rss_kib },
         ran_on: RanOn {
             backend: known(&header.backend),
             accel: header.accel.as_deref().map(known),
             start: known(&header.start),
+            container: known(&header.container),
         },
         notes: header.notes.clone(),
     };
@@ -490,9 +503,14 @@ mod tests {
             stderr: vec![0xff, 0],
             files: vec![Entry::dir("d"), Entry::file("d/a.txt", "A")],
             truncated: Truncated { stdout: true, stderr: false, files: true },
-            timings: JobTimings { queue_ms: 1, boot_ms: 2, run_ms: 3, total_ms: 4 },
+            timings: JobTimings { queue_ms: 1, boot_ms: 2, run_ms: 3, exec_ms: 8, total_ms: 4 },
             usage: Usage { user_ms: 5, sys_ms: 6, max_rss_kib: 7 },
-            ran_on: RanOn { backend: "microvm", accel: Some("kvm"), start: "snapshot" },
+            ran_on: RanOn {
+                backend: "microvm",
+                accel: Some("kvm"),
+                start: "snapshot",
+                container: "premade",
+            },
             notes: vec!["a note".into()],
         };
         let frame = encode_result("j1", "w1", &output).unwrap();
@@ -512,7 +530,7 @@ mod tests {
 
     #[test]
     fn live_messages_round_trip() {
-        let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold" };
+        let ran_on = RanOn { backend: "sandbox", accel: None, start: "cold", container: "created" };
         let events = [
             LiveEvent::Started { ran_on, queue_ms: 3 },
             LiveEvent::Output { stream: LiveStream::Stderr, data: vec![0, 1, 255] },

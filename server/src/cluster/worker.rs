@@ -110,7 +110,12 @@ pub async fn run(exec: &ExecutorArgs, catalog: &Catalog, args: WorkerArgs) -> an
             WarmStartChoice::Boot => executor::warm::WarmStart::Boot,
         };
         let limits = executor::JobLimits { memory_mib: args.memory_mib, ..Default::default() };
-        let pool = executor::warm::WarmPool::new(vm, limits, images, start);
+        let warm_up = catalog
+            .iter()
+            .filter(|entry| !entry.meta.run.warm_up.is_empty())
+            .map(|entry| (entry.meta.id.clone(), entry.meta.run.warm_up.clone()))
+            .collect();
+        let pool = executor::warm::WarmPool::new(vm, limits, images, start, warm_up);
         tracing::info!(containers = ?pool.warm_ids(), ?start, "warm VMs");
         pool.fill();
         backend = Arc::new(executor::warm::WarmMicroVm { warm: pool.clone() });
@@ -292,7 +297,12 @@ impl Worker {
 
     /// Runs a job in the pool; trouble on this worker's side becomes a result that says so.
     async fn execute(&self, job: &Job, live: Option<wire::LiveSubjects>) -> JobOutput {
-        let ran_on = executor::job::RanOn { backend: "remote", accel: None, start: "cold" };
+        let ran_on = executor::job::RanOn {
+            backend: "remote",
+            accel: None,
+            start: "cold",
+            container: "created",
+        };
         if !job.image.path.is_file() {
             match super::images::fetch(&self.image_bucket, &self.images, &job.image.digest).await {
                 Ok(path) => {

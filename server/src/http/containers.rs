@@ -32,14 +32,20 @@ pub struct ImageStatus {
     pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// Present while the server builds the image (or waits to): `queued`, `building` or
+    /// `failed`, with the place in line or the progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::builds::BuildState>,
 }
 
 pub fn info(state: &SharedState, entry: &crate::catalog::Entry) -> ContainerInfo {
+    // An outdated image is rebuilt while it serves: it shows as built, with its rebuild.
+    let build = state.builds.state(&entry.meta.id);
     let image = match state.images.resolve(&entry.meta.id) {
         Ok(image) => {
-            ImageStatus { built: true, digest: Some(image.digest), size: Some(image.size) }
+            ImageStatus { built: true, digest: Some(image.digest), size: Some(image.size), build }
         }
-        Err(_) => ImageStatus { built: false, digest: None, size: None },
+        Err(_) => ImageStatus { built: false, digest: None, size: None, build },
     };
     ContainerInfo {
         meta: entry.meta.clone(),

@@ -37,6 +37,10 @@ pub enum AppError {
     Busy { retry_after: Duration },
     #[error("{0}")]
     Unavailable(String),
+    /// The container's image is being built (or waits for its turn): 503 `unavailable` with
+    /// `Retry-After` when it should be ready.
+    #[error("{message}")]
+    Building { message: String, retry_after: Duration },
     /// Trouble on the server's side that may pass (a full disk, QEMU missing, shutting down):
     /// 503 with a generic message; the cause goes to the log.
     #[error("the server cannot run jobs right now; retry later")]
@@ -60,7 +64,7 @@ impl AppError {
             }
             AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
-            AppError::Unavailable(_) | AppError::CannotRun(_) => {
+            AppError::Unavailable(_) | AppError::Building { .. } | AppError::CannotRun(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
@@ -110,7 +114,10 @@ impl IntoResponse for AppError {
         // For `one_error_shape`, which adds the request id.
         response.extensions_mut().insert(detail);
         // The RateLimit headers come from the rate-limit middleware, on every answer.
-        if let AppError::RateLimited { retry_after } | AppError::Busy { retry_after } = &self {
+        if let AppError::RateLimited { retry_after }
+        | AppError::Busy { retry_after }
+        | AppError::Building { retry_after, .. } = &self
+        {
             let secs = retry_after.as_secs().max(1);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -37,13 +37,37 @@ pub fn link_id(canonical_json: &str) -> String {
 async fn create(State(state): State<SharedState>, req: Request) -> Result<Response, AppError> {
     let body = BodyReader::new(req, MAX_LINK_BYTES, &state.body_budget)?.all().await?;
     let playground = parse(&body)?;
-    check(&state, &playground)?;
-    // Canonical: serde_json writes struct fields in order and maps sorted (BTreeMap).
-    let canonical = serde_json::to_string(&playground).map_err(AppError::internal)?;
-    let id = link_id(&canonical);
-    state.store.put_link(id.clone(), canonical).await.map_err(store_error)?;
+    let id = store(&state, &playground).await?;
     let url = format!("/l/{id}");
     Ok((StatusCode::CREATED, Json(LinkCreated { id, url })).into_response())
+}
+
+/// Checks and stores a state; answers its id. (The Compiler Explorer API's short links are
+/// stored this way too.)
+pub(super) async fn store(
+    state: &SharedState,
+    playground: &PlaygroundState,
+) -> Result<String, AppError> {
+    check(state, playground)?;
+    // Canonical: serde_json writes struct fields in order and maps sorted (BTreeMap).
+    let canonical = serde_json::to_string(playground).map_err(AppError::internal)?;
+    let id = link_id(&canonical);
+    state.store.put_link(id.clone(), canonical).await.map_err(store_error)?;
+    Ok(id)
+}
+
+/// The stored state behind a link id; `None` for an id that is not one.
+pub(super) async fn load(
+    state: &SharedState,
+    id: &str,
+) -> Result<Option<PlaygroundState>, AppError> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Ok(None);
+    }
+    let Some(stored) = state.store.get_link(id.to_owned()).await.map_err(store_error)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&stored).map(Some).map_err(AppError::internal)
 }
 
 /// A state is checked by the same rules as a run of it: the container exists, the option

@@ -307,6 +307,8 @@ impl Session {
                     kind: ran_on.backend.to_owned(),
                     accel: ran_on.accel.map(str::to_owned),
                     start: Some(ran_on.start.to_owned()),
+                    // Known once the job has run (the result says): a warm VM may not fit it.
+                    container: None,
                 },
                 queue_ms,
                 cached: false,

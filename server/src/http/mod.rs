@@ -4,12 +4,15 @@
 //! 1. [`run`]: `POST /api/v1/run`, archive or JSON, with the result cache in front of the pool.
 //! 2. [`containers`]: the catalog. 3. [`links`]: permalinks. 4. [`ops`]: health, readiness,
 //!    metrics, OpenAPI. 5. [`site`]: the built frontend; [`pages`]: the tool pages and docs
-//!    generated from the catalog.
+//!    generated from the catalog. 6. [`ce`]: Compiler Explorer's REST API (`/api/languages`,
+//!    `/api/compilers`, `/api/compiler/{id}/compile`, `/api/shortener`, ...) over [`run`]'s
+//!    pipeline, and its short links `/z/{id}` and `/clientstate/{base64}`.
 //!
 //! Cross-cutting layers: request ids and structured request logs, a request timeout, security
-//! headers, per-client rate limits on the costly routes (in [`run`] and [`links`]).
+//! headers, per-client rate limits on the costly routes (in [`run`], [`links`] and [`ce`]).
 
 pub mod body;
+pub mod ce;
 pub mod containers;
 pub mod error;
 pub mod links;
@@ -87,6 +90,8 @@ pub struct AppState {
     pub live: live::LiveConfig,
     /// Cluster mode: the work queue the pool's jobs go to (`pe serve --nats`).
     pub cluster: Option<crate::cluster::remote::Remote>,
+    /// Images being built in the background (`pe serve --build-missing`); empty otherwise.
+    pub builds: Arc<crate::builds::Builds>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -98,11 +103,13 @@ pub fn app(state: SharedState) -> Router {
         .merge(live::router())
         .merge(containers::router())
         .merge(links::router(&state))
+        .merge(ce::router(&state))
         .merge(ops::api_router())
         .route("/api/{*rest}", any(error::no_such_route));
     Router::new()
         .merge(api)
         .merge(ops::router())
+        .merge(ce::site_router())
         .merge(pages::router())
         .merge(site::router(&state))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout))

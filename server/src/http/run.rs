@@ -188,6 +188,32 @@ pub(super) async fn store_if_cacheable(
     }
 }
 
+/// The same pipeline for a request already in memory (the Compiler Explorer API builds its
+/// runs from its own request shapes): steps 4, 6 and 8, the cache included.
+pub(crate) async fn run_in_memory(
+    state: &SharedState,
+    request: RunRequest,
+    files: Vec<Entry>,
+    stdin: Vec<u8>,
+    bypass: bool,
+) -> Result<RunAnswer, AppError> {
+    let started = Instant::now();
+    check_argv(request.argv.as_deref(), &request.args)?;
+    let plan = Plan::new(state, &request)?;
+    let key = plan.key(state, &v1::inputs_digest(&files, &stdin));
+    if !bypass {
+        if let Some(answer) = cached(state, &key, started).await {
+            return Ok(answer);
+        }
+        state.metrics.cache(false);
+    }
+    refuse_if_busy(state)?;
+    let answer = execute(state, plan.job(files, stdin), started, None).await?;
+    let frame = answer.to_frame().map_err(AppError::internal)?;
+    store_if_cacheable(state, &key, &answer, &frame).await;
+    Ok(answer)
+}
+
 /// Steps 2 and 6: a full pool answers 503 before the body (or the archive) is read.
 pub(super) fn refuse_if_busy(state: &SharedState) -> Result<(), AppError> {
     match state.pool.would_refuse() {
@@ -259,10 +285,18 @@ impl Plan {
             None => state.images.resolve(&meta.id),
         };
         let image = image.map_err(|err| match err {
-            images::ImageError::NotBuilt { .. } => AppError::Unavailable(format!(
-                "the image of {:?} is not built on this server yet",
-                meta.id
-            )),
+            images::ImageError::NotBuilt { .. } => match state.builds.state(&meta.id) {
+                Some(build) => match build.retry_after() {
+                    Some(retry_after) => {
+                        AppError::Building { message: build.describe(&meta.id), retry_after }
+                    }
+                    None => AppError::Unavailable(build.describe(&meta.id)),
+                },
+                None => AppError::Unavailable(format!(
+                    "the image of {:?} is not built on this server yet",
+                    meta.id
+                )),
+            },
             images::ImageError::MissingFile { .. } => {
                 tracing::warn!(error = %chain(&err), "an image file is missing");
                 AppError::Unavailable(format!(
@@ -285,7 +319,8 @@ impl Plan {
     pub(super) fn key(&self, state: &SharedState, inputs_digest: &str) -> String {
         let job = &self.job;
         cache_key(&KeyParts {
-            v: 2,
+            // 3: answers carry `diagnostics` (older cached answers lack them).
+            v: 3,
             backend: &state.backend_identity,
             image: &job.image.digest,
             argv: &job.argv,
@@ -360,6 +395,9 @@ pub(super) async fn execute(
     };
     let timeout_ms = job.limits.timeout.as_millis() as u64;
     let mut answer = RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
+    if let Some(entry) = state.catalog.get(&container) {
+        answer.add_diagnostics(&entry.meta, &job.files);
+    }
     answer.result.timings_ms.total = started.elapsed().as_millis() as u64;
     let status = serde_json::to_value(answer.result.status).ok();
     state.metrics.run(
@@ -415,6 +453,7 @@ pub(super) async fn cached(state: &SharedState, key: &str, started: Instant) -> 
         queue: 0,
         boot: 0,
         run: answer.result.timings_ms.run,
+        exec: answer.result.timings_ms.exec,
         total: started.elapsed().as_millis() as u64,
     };
     Some(answer)

@@ -63,7 +63,7 @@ impl Backend for Fake {
                 truncated: Truncated::default(),
                 timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
                 usage: Usage::default(),
-                ran_on: RanOn { backend: "fake", accel: None, start: "cold" },
+                ran_on: RanOn { backend: "fake", accel: None, start: "cold", container: "created" },
                 notes: Vec::new(),
             })
         })
@@ -91,6 +91,22 @@ pub fn harness_with_static(
     rate_burst: u32,
     gate: Option<Arc<Semaphore>>,
     static_dir: Option<std::path::PathBuf>,
+) -> Harness {
+    harness_full(slots, queue, rate_burst, gate, static_dir, Default::default())
+}
+
+/// A server whose images are being built in the background by `builds`.
+pub fn harness_with_builds(builds: Arc<server::builds::Builds>) -> Harness {
+    harness_full(1, 4, 0, None, None, builds)
+}
+
+fn harness_full(
+    slots: usize,
+    queue: usize,
+    rate_burst: u32,
+    gate: Option<Arc<Semaphore>>,
+    static_dir: Option<std::path::PathBuf>,
+    builds: Arc<server::builds::Builds>,
 ) -> Harness {
     let images_dir = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
@@ -143,6 +159,7 @@ pub fn harness_with_static(
             open: Arc::default(),
         },
         cluster: None,
+        builds,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
 }

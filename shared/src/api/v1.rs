@@ -159,6 +159,11 @@ pub struct BackendInfo {
     /// (`warm`), or booted for it (`cold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
+    /// The program's container: `premade` (a warm VM's, made before the job and waiting in its
+    /// snapshot: the job only had its program exec'd) or `created` for the job (cold VMs, the
+    /// sandbox, and jobs a pre-made container does not fit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// Milliseconds spent in each phase.
@@ -169,8 +174,12 @@ pub struct Timings {
     /// Everything the VM spent outside the program: starting (or, for a warm VM, handing it the
     /// job), setting up, collecting outputs, powering off. Tens of milliseconds on a warm VM.
     pub boot: u64,
-    /// The program itself, measured inside the guest.
+    /// The program itself, measured inside the guest, from the start of its container.
     pub run: u64,
+    /// The program's own time, from its `execve` to its exit, as the guest measures it: `run`
+    /// less creating the container (nothing, in a warm VM's pre-made container).
+    #[serde(default)]
+    pub exec: u64,
     /// Whole request, as seen by the server.
     pub total: u64,
 }
@@ -216,6 +225,10 @@ pub struct RunResult {
     pub timings_ms: Timings,
     pub usage: ResourceUsage,
     pub truncated: Truncation,
+    /// The errors and warnings in the output, read as the container's `[diagnostics]` says
+    /// (none when it has no such table). See [`crate::diagnostics`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
 }
 
 /// One output file of the JSON form.
