@@ -17,7 +17,7 @@
 //!    request header and a cpio archive of the files, built with `shared::framing` and
 //!    `shared::cpio` compiled to wasm; the answer is unpacked with the same codec.
 //! 4. Unsaved edits live in local storage; Share stores the state with `POST /api/v1/links`,
-//!    and `/l/{id}` opens it again.
+//!    and `/l/{id}` opens it again ([`route`]: the addresses the app answers).
 #![forbid(unsafe_code)]
 
 mod api;
@@ -28,6 +28,7 @@ mod format;
 mod live;
 mod monaco;
 mod playground;
+mod route;
 mod store;
 mod theme;
 
