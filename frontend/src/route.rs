@@ -25,14 +25,14 @@ pub enum Route {
 impl Route {
     /// The route of a path as the browser gives it (percent-encoded); `decode` decodes one
     /// segment.
-    pub fn parse(path: &str, decode: impl Fn(&str) -> Option<String>) -> Route {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let id = |segment: &str| decode(segment).filter(|id| !id.is_empty());
-        let route = match segments.as_slice() {
-            ["l", link] => id(link).map(Route::Link),
-            ["embed", "l", link] => id(link).map(Route::EmbedLink),
-            ["embed", container] => id(container).map(Route::Embed),
-            _ => None,
+    pub fn parse(path: &str, decode: fn(&str) -> Option<String>) -> Route {
+        let id = |segment: &str| decode(segment).filter(|id| !id.is_empty() && !id.contains('/'));
+        let route = match path.strip_prefix("/embed/") {
+            Some(rest) => match rest.strip_prefix("l/") {
+                Some(link) => id(link).map(Route::EmbedLink),
+                None => id(rest).map(Route::Embed),
+            },
+            None => path.strip_prefix("/l/").and_then(id).map(Route::Link),
         };
         route.unwrap_or(Route::Playground)
     }
@@ -70,7 +70,7 @@ mod tests {
 
     fn parse(path: &str) -> Route {
         // Percent-decoding as the browser's decodeURIComponent does for these cases.
-        Route::parse(path, |s| Some(s.replace("%2B", "+")))
+        Route::parse(path, |s| Some(s.replace("%2B", "+").replace("%2F", "/")))
     }
 
     #[test]
