@@ -311,8 +311,7 @@ pub async fn run(
     RUN_IN_FLIGHT.with(|c| *c.borrow_mut() = Some(controller.clone()));
     let result = async {
         let response = send("POST", path, Some((ARCHIVE_TYPE, &frame)), Some(&controller)).await?;
-        let bytes = body(&response).await?;
-        unpack_result(&bytes)
+        unpack_owned(body(&response).await?)
     }
     .await;
     if let Ok(output) = &result {
@@ -351,6 +350,21 @@ pub fn unpack_result(bytes: &[u8]) -> Result<RunOutput, ApiError> {
         }
     }
     output.files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(output)
+}
+
+/// [`unpack_result`] for an answer the caller gives up: a squashfs image is kept in the answer's
+/// own buffer (its header dropped in place), not copied, so the wasm memory holds it once.
+fn unpack_owned(mut bytes: Vec<u8>) -> Result<RunOutput, ApiError> {
+    let (result, archive): (RunResult, &[u8]) = framing::decode(&bytes, MAX_HEADER_BYTES)?;
+    if archive.get(..4) != Some(&squashfs::MAGIC.to_le_bytes()[..]) {
+        return unpack_result(&bytes);
+    }
+    let header = bytes.len() - archive.len();
+    let mut output =
+        RunOutput { result, stdout: Vec::new(), stderr: Vec::new(), files: Vec::new(), tree: None };
+    bytes.drain(..header);
+    unpack_squashfs(bytes, &mut output)?;
     Ok(output)
 }
 
@@ -609,6 +623,12 @@ mod tests {
         assert_eq!(tree.read(43).unwrap(), b"<p>42</p>");
         assert_eq!(tree.image(), image.as_slice());
         assert!(tree.total_bytes() > 900);
+        // The same answer unpacked in place.
+        let owned = unpack_owned(framing::encode(&result(), &image).unwrap()).unwrap();
+        let owned_tree = owned.tree.unwrap();
+        assert_eq!(owned.stdout, b"done\n");
+        assert_eq!(owned_tree.image(), image.as_slice());
+        assert_eq!(owned_tree.read(43).unwrap(), b"<p>42</p>");
     }
 
     #[test]

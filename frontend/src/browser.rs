@@ -44,16 +44,16 @@ pub fn path() -> String {
     window().and_then(|w| w.location().pathname().ok()).unwrap_or_default()
 }
 
-/// A query parameter of the current page (`?container=gcc` -> `Some("gcc")`), decoded.
+/// A query parameter of the current page (`?container=gcc` -> `Some("gcc")`), decoded by the
+/// browser's `URLSearchParams`.
 pub fn query_param(name: &str) -> Option<String> {
     let search = window()?.location().search().ok()?;
-    search.trim_start_matches('?').split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != name {
-            return None;
-        }
-        js_sys::decode_uri_component(&value.replace('+', " ")).ok()?.as_string()
-    })
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
+/// A percent-encoded URL component, decoded (`None` when it is not valid UTF-8).
+pub fn decode_uri_component(text: &str) -> Option<String> {
+    js_sys::decode_uri_component(text).ok()?.as_string()
 }
 
 /// Opens a URL in a new browsing context (from an embedded view: outside the iframe).

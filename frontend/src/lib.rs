@@ -20,7 +20,7 @@
 //!    count on each file's tab, a list under the output whose entries jump to the spot) and the
 //!    assembly pane beside the source (filtered by `shared::asm`, lines highlighted both ways).
 //! 5. Unsaved edits live in local storage; Share stores the state with `POST /api/v1/links`,
-//!    and `/l/{id}` opens it again.
+//!    and `/l/{id}` opens it again ([`route`]: the addresses the app answers).
 #![forbid(unsafe_code)]
 
 mod api;
@@ -32,6 +32,7 @@ mod links;
 mod live;
 mod monaco;
 mod playground;
+mod route;
 mod store;
 mod theme;
 

@@ -21,6 +21,7 @@ use crate::browser;
 use crate::format;
 use crate::live::{self, Heard};
 use crate::playground::{InputFile, Playground, Setup};
+use crate::route::Route;
 use crate::theme::{self, Theme};
 
 const STORAGE_KEY: &str = "pe.playground.v1";
@@ -235,7 +236,7 @@ impl Store {
             system_dark,
             dark,
             shortcuts_open: RwSignal::new(false),
-            embed: browser::path().starts_with("/embed/"),
+            embed: Route::current().is_embed(),
         }
     }
 
@@ -323,9 +324,8 @@ impl Store {
                     return;
                 }
             }
-            let path = browser::path();
-            let link = path.strip_prefix("/l/").or_else(|| path.strip_prefix("/embed/l/"));
-            if let Some(id) = link.filter(|id| !id.is_empty()) {
+            let route = Route::current();
+            if let Some(id) = route.link() {
                 match api::get_link(id).await {
                     Ok(state) if self.container_by_id(&state.container).is_some() => {
                         self.load(Playground::from_state(state.clone()));
@@ -346,11 +346,7 @@ impl Store {
             }
             // A tool (and example) named by the address: `/?container=ID&example=NAME`, or the
             // embedded view `/embed/ID?example=NAME`.
-            let named = path
-                .strip_prefix("/embed/")
-                .filter(|rest| !rest.starts_with("l/"))
-                .map(str::to_owned)
-                .or_else(|| browser::query_param("container"));
+            let named = route.container();
             if let Some(container) = named.as_deref().and_then(|id| self.container_by_id(id)) {
                 let meta = &container.meta;
                 let example = browser::query_param("example")

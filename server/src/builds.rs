@@ -38,7 +38,7 @@ pub const POPULAR_FIRST: &[&str] = &[
 ];
 
 /// Where a container's image stands, as the catalog shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum BuildState {
     /// Waiting for a builder; `position` 1 is next.

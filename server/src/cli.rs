@@ -38,6 +38,9 @@ pub enum Command {
     Archive(ArchiveCommand),
     /// Check the host: accelerator, QEMU, kernel, images, data directory.
     Doctor,
+    /// Print the HTTP API's OpenAPI document, generated from the code
+    /// (`pe openapi > docs/openapi.json`).
+    Openapi,
     /// Remove old cache entries and temporary files.
     Gc {
         /// Remove cache entries unused for this many days.

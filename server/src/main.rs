@@ -41,6 +41,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(server::run_cmd::run(&cli.executor, &catalog, args))
         }
         Command::Doctor => runtime()?.block_on(server::doctor::run(&cli.executor)),
+        Command::Openapi => {
+            io::stdout().write_all(server::http::openapi::document().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Image(cmd) => {
             let catalog = load_catalog(cli.meta_dir.as_deref())?;
             runtime()?.block_on(server::image_cmd::run(&cli.executor, &catalog, cmd))

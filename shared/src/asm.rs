@@ -29,6 +29,7 @@ pub const MAX_LINE_BYTES: usize = 4096;
 /// The `[assembly]` table of a compiler's metadata: where its assembly is and how to ask for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssemblySpec {
     /// The output file holding the assembly, relative to the output directory (`main.s`).
     pub file: String,
@@ -47,6 +48,7 @@ pub struct AssemblySpec {
 /// `trim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Filters {
     pub directives: bool,
     pub labels: bool,
@@ -83,6 +85,7 @@ impl Filters {
 
 /// A source line an assembly line came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceRef {
     /// Relative to the working directory when inside it (`main.c`).
     pub file: String,
@@ -92,6 +95,7 @@ pub struct SourceRef {
 
 /// One line of the view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AsmLine {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,7 @@ pub struct AsmLine {
 
 /// The filtered assembly.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assembly {
     pub lines: Vec<AsmLine>,
     /// The input had more than [`MAX_LINES`] lines; the rest was not read.

@@ -35,6 +35,7 @@ pub const MAX_LINE_BYTES: usize = 8192;
 
 /// One problem a tool reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnostic {
     /// The file, relative to the working directory when it is inside it (`main.c`).
     pub path: String,
@@ -56,6 +57,7 @@ pub struct Diagnostic {
 /// How bad it is. `fatal error` is an error; shellcheck's `info` and `style` are notes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     Error,
     Warning,
@@ -89,6 +91,7 @@ impl Severity {
 /// Which output a diagnostic came from, or which outputs a spec reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Stream {
     Stdout,
     Stderr,
@@ -97,6 +100,7 @@ pub enum Stream {
 /// The built-in output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Format {
     Gcc,
     Python,
@@ -107,6 +111,7 @@ pub enum Format {
 /// One regular expression or several (tried in order on each line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Patterns {
     One(String),
     Many(Vec<String>),
@@ -125,6 +130,7 @@ impl Patterns {
 /// patterns with named groups, read from one stream or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiagnosticsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,

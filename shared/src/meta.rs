@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One container: the contents of a `container-meta/<id>.toml`, with its option groups merged.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerMeta {
@@ -71,6 +72,7 @@ pub struct ContainerMeta {
 /// (`/api/compilers`, `/api/compiler/{id}/compile`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompilerExplorer {
     /// The language id as Compiler Explorer names it: `c`, `c++`, `python`, `javascript`, `lua`.
     pub language: String,
@@ -98,6 +100,7 @@ impl CompilerExplorer {
 }
 
 /// How the image is built.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageRecipe {
@@ -113,6 +116,7 @@ pub struct ImageRecipe {
 }
 
 /// How the program is run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRecipe {
@@ -136,6 +140,7 @@ fn default_cwd() -> String {
 }
 
 /// The kinds of option, each with what its form field needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptionKind {
@@ -186,6 +191,7 @@ fn value_arg() -> Vec<String> {
 }
 
 /// One choice of a select or multi-select.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Choice {
@@ -205,6 +211,7 @@ impl Choice {
 
 /// An option of the form. (Unknown fields are refused by [`OptionKind`], which receives every
 /// field not named here.)
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptionSpec {
     pub id: String,
@@ -226,6 +233,7 @@ pub struct OptionGroup {
 }
 
 /// What files the container accepts: used to suggest containers for the open file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inputs {
@@ -237,6 +245,7 @@ pub struct Inputs {
 }
 
 /// How an output file is shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
@@ -250,6 +259,7 @@ pub enum View {
 }
 
 /// Output files the container makes (paths relative to /output; `*` matches within a name).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
@@ -260,6 +270,7 @@ pub struct OutputSpec {
 }
 
 /// A file with text content.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
@@ -268,6 +279,7 @@ pub struct FileSpec {
 }
 
 /// A named example: files, option values and what it should produce.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
@@ -288,6 +300,7 @@ pub struct Example {
 }
 
 /// What `pe image test` checks of an example.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -343,6 +356,7 @@ pub struct MetaError {
 }
 
 /// The command line and environment a run gets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rendered {
     pub argv: Vec<String>,

@@ -14,7 +14,7 @@ pub fn router() -> Router<SharedState> {
 }
 
 /// A catalog entry as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContainerInfo {
     #[serde(flatten)]
     pub meta: ContainerMeta,
@@ -25,7 +25,8 @@ pub struct ContainerInfo {
     pub image_status: ImageStatus,
 }
 
-#[derive(Debug, Serialize)]
+/// Whether the container's image is built on this server, and which.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImageStatus {
     pub built: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

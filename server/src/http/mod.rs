@@ -17,6 +17,7 @@ pub mod containers;
 pub mod error;
 pub mod links;
 pub mod live;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod run;

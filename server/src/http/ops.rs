@@ -1,5 +1,5 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (the executor can run jobs),
-//! `/metrics` (Prometheus) and `/api/v1/openapi.json`.
+//! `/metrics` (OpenMetrics) and `/api/v1/openapi.json` (generated: [`super::openapi`]).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,9 +10,6 @@ use serde_json::json;
 
 use super::SharedState;
 use crate::metrics::Gauges;
-
-/// The OpenAPI document of API v1 (kept beside docs/API.md).
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -86,6 +83,9 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
+/// Generated from the code once, on first request (`super::openapi`).
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    static DOCUMENT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(super::openapi::document);
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
 }

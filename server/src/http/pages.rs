@@ -1,10 +1,12 @@
 //! The static site around the app, generated from the catalog when the server starts: the tool
 //! index (`/tools`), one page per container (`/tools/{id}`), and the docs (`/docs/...`, rendered
-//! from the repository's Markdown). Templates and styles live in `public/` and are built into the
-//! binary. A maintainer adds a container by adding its metadata file; its page follows.
+//! from the repository's Markdown). The pages are askama templates (`server/templates/`, compiled
+//! into the binary, every value HTML-escaped unless marked `|safe`); styles and the site's script
+//! live in `public/`. A maintainer adds a container by adding its metadata file; its page follows.
 
 use std::collections::BTreeMap;
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -45,31 +47,24 @@ impl Site {
         pages.insert("/tools".to_owned(), tools_index(catalog));
         for entry in catalog.iter() {
             let image = images.resolve(&entry.meta.id).ok();
-            let body = tool_page(
+            let page = tool_page(
                 &entry.meta,
                 entry.long_description.as_deref(),
                 image.as_ref(),
                 public_url,
             );
-            pages.insert(
-                format!("/tools/{}", entry.meta.id),
-                page(&entry.meta.name, &entry.meta.description, &body),
-            );
+            pages.insert(format!("/tools/{}", entry.meta.id), page);
         }
-        let mut index = String::from("<h1>Documentation</h1><ul>");
         for (name, title, markdown) in DOCS {
-            index.push_str(&format!("<li><a href=\"/docs/{name}\">{}</a></li>", escape(title)));
-            let body = format!("<article>{}</article>", markdown_to_html(markdown));
-            pages.insert(format!("/docs/{name}"), page(title, title, &body));
+            let page = DocPage { title, description: title, html: markdown_to_html(markdown) };
+            pages.insert(format!("/docs/{name}"), render(&page));
         }
-        index.push_str(
-            "<li><a href=\"/api/v1/openapi.json\">OpenAPI document</a></li>\
-             <li><a href=\"/tools\">The tools</a></li></ul>",
-        );
-        pages.insert(
-            "/docs".to_owned(),
-            page("Documentation", "Program Explorer documentation", &index),
-        );
+        let index = DocsIndex {
+            title: "Documentation",
+            description: "Program Explorer documentation",
+            docs: DOCS.iter().map(|&(name, title, _)| DocLink { name, title }).collect(),
+        };
+        pages.insert("/docs".to_owned(), render(&index));
         Site { pages }
     }
 
@@ -97,15 +92,10 @@ fn html(state: &SharedState, path: &str) -> Response {
         Some(body) => {
             ([(header::CACHE_CONTROL, "no-cache")], Html(body.to_owned())).into_response()
         }
-        None => (
-            StatusCode::NOT_FOUND,
-            Html(page(
-                "Not found",
-                "",
-                "<h1>Not found</h1><p><a href=\"/tools\">All tools</a></p>",
-            )),
-        )
-            .into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, Html(render(&NotFound { title: "Not found", description: "" })))
+                .into_response()
+        }
     }
 }
 
@@ -143,37 +133,6 @@ async fn asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
-/// HTML-escapes text.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn page(title: &str, description: &str, body: &str) -> String {
-    let template =
-        PUBLIC.get_file("page.html").and_then(|f| f.contents_utf8()).unwrap_or("{{body}}");
-    template
-        .replace("{{title}}", &escape(title))
-        .replace("{{description}}", &escape(description))
-        .replace("{{body}}", body)
-}
-
 fn markdown_to_html(markdown: &str) -> String {
     let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::ENABLE_TABLES);
     // Raw HTML in the Markdown is shown as text, not interpreted.
@@ -188,57 +147,93 @@ fn markdown_to_html(markdown: &str) -> String {
     out
 }
 
+/// Renders a page. The templates are compiled in and escape every value they are given, unless
+/// marked `|safe` (only the HTML that `markdown_to_html` made); rendering writes into a `String`
+/// and cannot fail.
+fn render(template: &impl Template) -> String {
+    template.render().expect("rendering a page into a String cannot fail")
+}
+
+/// `/tools`: every tool, grouped by its first category.
+#[derive(Template)]
+#[template(path = "tools.html")]
+struct ToolsPage<'a> {
+    title: &'a str,
+    description: &'a str,
+    categories: Vec<CategoryView<'a>>,
+}
+
+struct CategoryView<'a> {
+    id: &'a str,
+    title: String,
+    tools: Vec<CardView<'a>>,
+}
+
+struct CardView<'a> {
+    meta: &'a ContainerMeta,
+    /// What the search box matches (lower case).
+    search: String,
+}
+
 fn tools_index(catalog: &Catalog) -> String {
-    let mut by_category: BTreeMap<&str, Vec<&ContainerMeta>> = BTreeMap::new();
+    let mut by_category: BTreeMap<&str, Vec<CardView<'_>>> = BTreeMap::new();
     for entry in catalog.iter() {
-        let category = entry.meta.categories.first().map_or("other", String::as_str);
-        by_category.entry(category).or_default().push(&entry.meta);
+        let meta = &entry.meta;
+        let category = meta.categories.first().map_or("other", String::as_str);
+        let search =
+            format!("{} {} {} {}", meta.id, meta.name, meta.description, meta.categories.join(" "))
+                .to_lowercase();
+        by_category.entry(category).or_default().push(CardView { meta, search });
     }
-    let mut body = String::from(
-        "<h1>Program Explorer</h1>\
-         <p class=\"lead\">Compiler Explorer, but for any container. Edit files in the browser, pick a \
-         tool, set its options and run it: every run happens in a fresh microVM with no network, \
-         and comes back with its output, exit status, timings and output files.</p>\
-         <p><a class=\"button\" href=\"/\">Open the playground</a> \
-         <a href=\"/docs\">Documentation</a> · <a href=\"/docs/api\">HTTP API</a> · \
-         <a href=\"/docs/metadata\">Publish a playground for your tool</a></p>\
-         <label for=\"tool-search\">Search the tools</label><br>\
-         <input id=\"tool-search\" class=\"search\" type=\"search\" placeholder=\"gcc, json, image...\" \
-         autocomplete=\"off\">",
-    );
-    for (category, metas) in by_category {
-        body.push_str(&format!(
-            "<section data-category=\"{0}\"><h2>{1}</h2><div class=\"grid\">",
-            escape(category),
-            escape(&title_case(category))
-        ));
-        for meta in metas {
-            let search = format!(
-                "{} {} {} {}",
-                meta.id,
-                meta.name,
-                meta.description,
-                meta.categories.join(" ")
-            )
-            .to_lowercase();
-            body.push_str(&format!(
-                "<article class=\"card\" data-tool=\"{id}\" data-search=\"{search}\">\
-                 <h3><a href=\"/tools/{id}\">{name}</a></h3><p>{desc}</p><div class=\"tags\">{tags}</div></article>",
-                id = escape(&meta.id),
-                search = escape(&search),
-                name = escape(&meta.name),
-                desc = escape(&meta.description),
-                tags = meta.categories.iter().map(|c| format!("<span class=\"tag\">{}</span>", escape(c))).collect::<String>(),
-            ));
-        }
-        body.push_str("</div></section>");
-    }
-    page("Tools", "Every tool you can run in Program Explorer", &body)
+    render(&ToolsPage {
+        title: "Tools",
+        description: "Every tool you can run in Program Explorer",
+        categories: by_category
+            .into_iter()
+            .map(|(id, tools)| CategoryView { id, title: title_case(id), tools })
+            .collect(),
+    })
 }
 
 fn title_case(s: &str) -> String {
     let mut chars = s.chars();
     chars.next().map_or_else(String::new, |c| c.to_uppercase().collect::<String>() + chars.as_str())
+}
+
+/// `/tools/{id}`: what the tool is, its examples and options, and the playground embedded.
+#[derive(Template)]
+#[template(path = "tool.html")]
+struct ToolPage<'a> {
+    title: &'a str,
+    description: &'a str,
+    meta: &'a ContainerMeta,
+    /// The Markdown beside the metadata, as HTML.
+    long_description: Option<String>,
+    /// Linked only if it is a web address (not, say, `javascript:`).
+    homepage: Option<&'a str>,
+    image: Option<&'a images::ImageInfo>,
+    /// The input file extensions, `.c .h`.
+    extensions: String,
+    options: Vec<OptionRow>,
+    /// The `<iframe>` to copy, shown as text.
+    snippet: String,
+}
+
+/// One row of the options table.
+struct OptionRow {
+    label: String,
+    values: String,
+    default: String,
+    help: String,
+}
+
+/// The `<iframe>` a maintainer copies into their own page.
+#[derive(Template)]
+#[template(path = "snippet.html")]
+struct Snippet<'a> {
+    public_url: &'a str,
+    id: &'a str,
+    name: &'a str,
 }
 
 fn tool_page(
@@ -247,114 +242,170 @@ fn tool_page(
     image: Option<&images::ImageInfo>,
     public_url: &str,
 ) -> String {
-    let playground = format!("/?container={}", encode(&meta.id));
-    let mut body = format!(
-        "<h1>{name}</h1><p class=\"lead\">{desc}</p><p><a class=\"button\" href=\"{playground}\">Open in the playground</a></p>",
-        name = escape(&meta.name),
-        desc = escape(&meta.description),
-    );
-    if let Some(markdown) = long_description {
-        body.push_str(&format!("<section>{}</section>", markdown_to_html(markdown)));
-    }
-    body.push_str("<section><h2>About</h2><dl class=\"facts\">");
-    body.push_str(&format!("<dt>Version</dt><dd>{}</dd>", escape(&meta.version)));
-    if let Some(home) = &meta.homepage {
-        body.push_str(&format!(
-            "<dt>Homepage</dt><dd><a href=\"{0}\" rel=\"noopener\">{0}</a></dd>",
-            escape(home)
-        ));
-    }
-    match image {
-        Some(image) => body.push_str(&format!(
-            "<dt>Image</dt><dd><code>{}</code>, {} MiB</dd>",
-            escape(&image.digest),
-            image.size.div_ceil(1024 * 1024)
-        )),
-        None => body.push_str("<dt>Image</dt><dd>not built on this server</dd>"),
-    }
-    body.push_str(&format!(
-        "<dt>Files</dt><dd>{}</dd><dt>Categories</dt><dd>{}</dd></dl></section>",
-        escape(
-            &meta.inputs.extensions.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" ")
+    let snippet = render(&Snippet {
+        public_url: public_url.trim_end_matches('/'),
+        id: &meta.id,
+        name: &meta.name,
+    });
+    render(&ToolPage {
+        title: &meta.name,
+        description: &meta.description,
+        meta,
+        long_description: long_description.map(markdown_to_html),
+        homepage: meta
+            .homepage
+            .as_deref()
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://")),
+        image,
+        extensions: meta
+            .inputs
+            .extensions
+            .iter()
+            .map(|e| format!(".{e}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        options: meta.options.iter().map(option_row).collect(),
+        snippet,
+    })
+}
+
+fn option_row(option: &shared::meta::OptionSpec) -> OptionRow {
+    let (values, default) = match &option.kind {
+        OptionKind::Select { choices, default } => (
+            choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", "),
+            default.clone(),
         ),
-        escape(&meta.categories.join(", "))
-    ));
-    if !meta.examples.is_empty() {
-        body.push_str("<section><h2>Examples</h2><ul>");
-        for example in &meta.examples {
-            body.push_str(&format!(
-                "<li><a href=\"/?container={}&amp;example={}\">{}</a>{}</li>",
-                encode(&meta.id),
-                encode(&example.name),
-                escape(&example.name),
-                example
-                    .description
-                    .as_ref()
-                    .map(|d| format!(": {}", escape(d)))
-                    .unwrap_or_default()
-            ));
+        OptionKind::MultiSelect { choices, default } => (
+            format!(
+                "any of {}",
+                choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            default.join(" "),
+        ),
+        OptionKind::Bool { default, .. } => {
+            ("on or off".into(), if *default { "on" } else { "off" }.into())
         }
-        body.push_str("</ul></section>");
-    }
-    if !meta.options.is_empty() {
-        body.push_str("<section><h2>Options</h2><table><thead><tr><th>Option</th><th>Values</th><th>Default</th><th>What it does</th></tr></thead><tbody>");
-        for option in &meta.options {
-            let (values, default) = match &option.kind {
-                OptionKind::Select { choices, default } => (
-                    choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", "),
-                    default.clone(),
-                ),
-                OptionKind::MultiSelect { choices, default } => (
-                    format!(
-                        "any of {}",
-                        choices.iter().map(|c| c.value.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                    default.join(" "),
-                ),
-                OptionKind::Bool { default, .. } => {
-                    ("on or off".into(), if *default { "on" } else { "off" }.into())
-                }
-                OptionKind::Number { min, max, step, default, .. } => {
-                    (format!("{min} to {max}, step {step}"), default.to_string())
-                }
-                OptionKind::Text { default, pattern, .. } => (
-                    pattern.as_ref().map_or("text".into(), |p| format!("text matching {p}")),
-                    default.clone(),
-                ),
-            };
-            body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                escape(&option.label),
-                escape(&values),
-                escape(&default),
-                escape(option.help.as_deref().unwrap_or(""))
-            ));
+        OptionKind::Number { min, max, step, default, .. } => {
+            (format!("{min} to {max}, step {step}"), default.to_string())
         }
-        body.push_str("</tbody></table></section>");
+        OptionKind::Text { default, pattern, .. } => (
+            pattern.as_ref().map_or("text".into(), |p| format!("text matching {p}")),
+            default.clone(),
+        ),
+    };
+    OptionRow {
+        label: option.label.clone(),
+        values,
+        default,
+        help: option.help.clone().unwrap_or_default(),
     }
-    let embed = format!("/embed/{}", encode(&meta.id));
-    let snippet = format!(
-        "<iframe src=\"{}{embed}\" width=\"100%\" height=\"540\" style=\"border:0\" title=\"{} playground\"></iframe>",
-        public_url.trim_end_matches('/'),
-        meta.name
-    );
-    body.push_str(&format!(
-        "<section><h2>Try it here</h2><iframe class=\"playground\" src=\"{embed}\" title=\"{name} playground\" loading=\"lazy\"></iframe>\
-         <h3>Embed it in your own page</h3><p>Copy this into any HTML page:</p><pre><code>{snippet}</code></pre></section>",
-        name = escape(&meta.name),
-        snippet = escape(&snippet),
-    ));
-    body
+}
+
+/// `/docs`: the list of documentation pages.
+#[derive(Template)]
+#[template(path = "docs.html")]
+struct DocsIndex<'a> {
+    title: &'a str,
+    description: &'a str,
+    docs: Vec<DocLink<'a>>,
+}
+
+struct DocLink<'a> {
+    name: &'a str,
+    title: &'a str,
+}
+
+/// `/docs/{name}`: one Markdown document.
+#[derive(Template)]
+#[template(path = "doc.html")]
+struct DocPage<'a> {
+    title: &'a str,
+    description: &'a str,
+    /// Made by `markdown_to_html`, which shows raw HTML as text.
+    html: String,
+}
+
+/// Any path under `/tools` or `/docs` that is not a page.
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound<'a> {
+    title: &'a str,
+    description: &'a str,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A container whose every text field tries to break out of the HTML it lands in.
+    const HOSTILE: &str = r#"
+id = "evil"
+name = "Evil <script>alert('name')</script>"
+version = "1.0\"><img src=x onerror=alert(1)>"
+description = "<script>alert(\"description\")</script> & more"
+homepage = "javascript:alert(1)"
+categories = ["<b>bold</b>"]
+
+[image]
+builtin = "busybox"
+
+[run]
+argv = ["sh", "main.sh", "{level}"]
+
+[[options]]
+id = "level"
+label = "<i>Level</i>"
+help = "</td></tr></table><script>alert('help')</script>"
+type = "text"
+default = "<u>"
+
+[inputs]
+extensions = ["<x>"]
+
+[[files]]
+path = "main.sh"
+content = "echo hi"
+
+[[examples]]
+name = "<svg onload=alert(1)>"
+description = "\"quoted\" <em>"
+"#;
+
     #[test]
-    fn escaping_and_encoding() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-        assert_eq!(encode("Hello, C++17"), "Hello%2C%20C%2B%2B17");
+    fn hostile_metadata_comes_out_escaped_on_every_page() {
+        let catalog =
+            Catalog::from_files(vec![("evil.toml".into(), HOSTILE.into())]).expect("valid");
+        let images = images::ImageStore::new("/nonexistent");
+        let site = Site::generate(&catalog, &images, "http://pe.example/\"><script>");
+        for path in ["/tools", "/tools/evil"] {
+            let html = site.get(path).expect(path);
+            // The only tags are the templates' own: one script, the site's.
+            assert_eq!(html.matches("<script").count(), 1, "{path}: {html}");
+            for injected in ["<img", "<b>", "<i>", "<u>", "<svg", "<em>", "<x>", "1.0\">"] {
+                assert!(!html.contains(injected), "{path} lets {injected} through: {html}");
+            }
+            assert!(html.contains("&#60;script&#62;"), "{path} shows the text: {html}");
+        }
+        let tool = site.get("/tools/evil").unwrap();
+        assert!(
+            tool.contains("<title>Evil &#60;script&#62;alert(&#39;name&#39;)&#60;/script&#62; · ")
+        );
+        assert!(tool.contains("&#60;/td&#62;&#60;/tr&#62;&#60;/table&#62;"), "{tool}");
+        // A `javascript:` homepage is no link.
+        assert!(!tool.contains("javascript:"), "{tool}");
+        // The example link's query is percent-encoded.
+        assert!(
+            tool.contains(
+                "href=\"/?container=evil&amp;example=%3Csvg%20onload%3Dalert%281%29%3E\""
+            )
+        );
+        // The snippet is HTML shown as text: escaped once to be valid HTML, once more to be shown.
+        assert!(
+            tool.contains(
+                "&#60;iframe src=&#34;http://pe.example/&#38;#34;&#38;#62;&#38;#60;script&#38;#62;/embed/evil&#34;"
+            ),
+            "{tool}"
+        );
     }
 
     #[test]

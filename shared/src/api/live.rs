@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::v1::{BackendInfo, ErrorCode, ImageRef, RunJsonResult};
 
 /// What a client sends after its request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
@@ -58,6 +59,7 @@ impl ClientMessage {
 }
 
 /// What the server sends.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
@@ -89,6 +91,7 @@ pub enum ServerEvent {
 }
 
 /// A piece of one output stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// Where the piece starts in its stream.

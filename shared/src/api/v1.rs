@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// A run: which container, its option values, extra arguments (or a command line of its own)
 /// and environment, and stdin. The input files travel beside it (the archive, or `files` in the
 /// JSON form).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
@@ -65,6 +66,7 @@ pub fn inputs_digest(files: &[crate::cpio::Entry], stdin: &[u8]) -> String {
 }
 
 /// One input file of the JSON form: `content` (UTF-8) or `content_base64`, exactly one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonFile {
@@ -77,6 +79,7 @@ pub struct JsonFile {
 
 /// The JSON form of a run request: the [`RunRequest`] fields plus the files inline. (Written
 /// out rather than flattened so that unknown fields are refused here too.)
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunJsonRequest {
@@ -114,6 +117,7 @@ impl RunJsonRequest {
 }
 
 /// How a run ended. A run that ended badly is still a successful HTTP response.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -140,6 +144,7 @@ impl RunStatus {
 }
 
 /// Which image ran.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRef {
     pub id: String,
@@ -148,6 +153,7 @@ pub struct ImageRef {
 }
 
 /// What ran the job and how strongly it was isolated.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendInfo {
     /// `microvm` (the default) or `sandbox` (namespaces on the host: weaker isolation).
@@ -167,6 +173,7 @@ pub struct BackendInfo {
 }
 
 /// Milliseconds spent in each phase.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// Waiting for a free slot.
@@ -185,6 +192,7 @@ pub struct Timings {
 }
 
 /// Resources the program used, measured inside the guest.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceUsage {
     pub user_ms: u64,
@@ -194,6 +202,7 @@ pub struct ResourceUsage {
 }
 
 /// Which outputs were cut short by a limit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {
     pub stdout: bool,
@@ -203,6 +212,7 @@ pub struct Truncation {
 }
 
 /// The header of a run's answer (archive form), and the core of the JSON form.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub status: RunStatus,
@@ -232,6 +242,7 @@ pub struct RunResult {
 }
 
 /// One output file of the JSON form.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JsonOutputFile {
     /// Path relative to the output directory.
@@ -242,6 +253,7 @@ pub struct JsonOutputFile {
 
 /// The JSON form of a run's answer: stdout and stderr as text when they are valid UTF-8,
 /// otherwise as base64 in `stdout_base64` / `stderr_base64`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunJsonResult {
     #[serde(flatten)]
@@ -256,6 +268,7 @@ pub struct RunJsonResult {
 }
 
 /// Everything a playground shows, as stored behind a permalink (`POST /api/v1/links`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaygroundState {
@@ -281,6 +294,7 @@ pub struct PlaygroundState {
 }
 
 /// The other side of a comparison: a container and its options, arguments and environment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompareSetup {
@@ -310,6 +324,7 @@ impl PlaygroundState {
 }
 
 /// The answer to `POST /api/v1/links`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkCreated {
     pub id: String,
@@ -326,6 +341,7 @@ pub mod archive_paths {
 }
 
 /// Machine-readable error codes; each maps to one HTTP status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -352,11 +368,13 @@ pub enum ErrorCode {
 }
 
 /// The body of every HTTP error: `{"error": {"code": "...", "message": "..."}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
