@@ -4,7 +4,6 @@
 import { defineConfig } from "@playwright/test";
 
 const port = Number(process.env.PE_E2E_PORT ?? 18080);
-const firstStartPort = Number(process.env.PE_E2E_FIRST_START_PORT ?? 18081);
 const root = `${__dirname}/..`;
 
 export default defineConfig({
@@ -43,14 +42,6 @@ export default defineConfig({
       timeout: 120_000,
       reuseExistingServer: false,
       env: { PE_WARM: process.env.PE_WARM ?? "busybox=1,python=1,gcc=1", RUST_LOG: "warn" },
-    },
-    {
-      // A first start: images build in the background (tests/first-start.spec.ts).
-      command: `${root}/playwright/first-start-server.sh ${firstStartPort}`,
-      url: `http://127.0.0.1:${firstStartPort}/healthz`,
-      timeout: 120_000,
-      reuseExistingServer: false,
-      env: { RUST_LOG: "warn" },
     },
   ],
 });

@@ -78,6 +78,8 @@ pub fn ContainerPicker() -> impl IntoView {
                 }
             }
             "Escape" => {
+                // Not the search field's own Escape, which clears it and so reopens the list.
+                ev.prevent_default();
                 open.set(false);
                 query.set(String::new());
             }
