@@ -1,6 +1,7 @@
 //! Every HTTP request the app makes, and nothing else: the catalog, runs (archive form) and
 //! permalinks. Requests go through the browser's `fetch`; a run can be cancelled, and starting a
 //! new run cancels the one before it (one `AbortController` per run).
+//! (Over 600 lines with its tests: every request the app makes, and unpacking both answer forms.)
 //!
 //! The run's body is built and its answer unpacked with the same codec the server uses
 //! (`shared::framing`, `shared::cpio` and `shared::squashfs`, compiled to wasm), never a second copy in JavaScript.

@@ -1,6 +1,7 @@
 //! The app's reactive state, one [`Store`] in context: the catalog, the playground (one signal
 //! per part, so typing in the editor does not rebuild the options form), the last run and the
 //! share link; and the actions that change it (load, switch container, run, share).
+//! (Over 600 lines: the app's state and its actions, runs and live runs included, in one place.)
 //!
 //! Unsaved edits are written to local storage on every change and come back on reload. A page
 //! opened on `/l/{id}` shows the stored state and runs it (identical runs come from the cache);
