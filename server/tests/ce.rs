@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use http_body_util::BodyExt;
-use images::{ImageFormat, Ref};
 use serde_json::{Value, json};
 
 use common::*;
@@ -18,19 +17,7 @@ use common::*;
 fn with_images() -> Harness {
     let h = harness(1, 8, 0, None);
     for id in ["gcc", "python"] {
-        h.state
-            .images
-            .write_ref(&Ref {
-                id: id.into(),
-                digest: "sha256:abc".into(),
-                format: ImageFormat::Squashfs,
-                size: 4,
-                built_at: None,
-                recipe: None,
-                build_secs: None,
-                env: Vec::new(),
-            })
-            .unwrap();
+        common::mark_built(&h.state.images, id, "sha256:abc");
     }
     h
 }

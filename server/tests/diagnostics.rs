@@ -7,7 +7,6 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt;
-use images::{ImageFormat, Ref};
 use serde_json::json;
 use shared::api::v1::{RunRequest, RunResult};
 use shared::cpio::Entry;
@@ -18,19 +17,7 @@ use common::*;
 /// The harness with a "built" gcc image as well (the fake never opens it).
 fn with_gcc() -> Harness {
     let h = harness(1, 4, 0, None);
-    h.state
-        .images
-        .write_ref(&Ref {
-            id: "gcc".into(),
-            digest: "sha256:abc".into(),
-            format: ImageFormat::Squashfs,
-            size: 4,
-            built_at: None,
-            recipe: None,
-            build_secs: None,
-            env: Vec::new(),
-        })
-        .unwrap();
+    common::mark_built(&h.state.images, "gcc", "sha256:abc");
     h
 }
 

@@ -400,7 +400,6 @@ async fn faults_on_the_server_side_are_clear_503s() {
 /// shows the same; once the image is there, it runs.
 #[tokio::test]
 async fn a_container_still_building_answers_503_with_retry_after_until_its_image_is_there() {
-    use images::{ImageFormat, Ref};
     use server::builds::{BuildFn, Builds};
     // Each build reports a step, then waits for the test's go.
     let (go, wait) = std::sync::mpsc::channel::<()>();
@@ -439,19 +438,7 @@ async fn a_container_still_building_answers_503_with_retry_after_until_its_image
 
     // The build finishes: the image is in the store, and python runs.
     std::fs::write(h._dirs.0.path().join("sha256/def"), b"hsqs").unwrap();
-    h.state
-        .images
-        .write_ref(&Ref {
-            id: "python".into(),
-            digest: "sha256:def".into(),
-            format: ImageFormat::Squashfs,
-            size: 4,
-            built_at: None,
-            recipe: None,
-            build_secs: None,
-            env: Vec::new(),
-        })
-        .unwrap();
+    common::mark_built(&h.state.images, "python", "sha256:def");
     go.send(()).unwrap();
     while builds.state("python").is_some() {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -114,18 +114,7 @@ fn harness_full(
     // Only busybox is "built".
     std::fs::create_dir_all(images_dir.path().join("sha256")).unwrap();
     std::fs::write(images_dir.path().join("sha256/abc"), b"hsqs").unwrap();
-    images
-        .write_ref(&Ref {
-            id: "busybox".into(),
-            digest: "sha256:abc".into(),
-            format: ImageFormat::Squashfs,
-            size: 4,
-            built_at: None,
-            recipe: None,
-            build_secs: None,
-            env: Vec::new(),
-        })
-        .unwrap();
+    mark_built(&images, "busybox", "sha256:abc");
     let fake = Arc::new(Fake { calls: AtomicUsize::new(0), gate });
     let catalog = Catalog::embedded().unwrap();
     let site = server::http::pages::Site::generate(&catalog, &images, "http://pe.example");
@@ -162,6 +151,21 @@ fn harness_full(
         builds,
     });
     Harness { state, fake, _dirs: (images_dir, data_dir) }
+}
+
+/// Records `id` as built with the image file `digest` (a 4-byte stand-in in the store).
+pub fn mark_built(images: &ImageStore, id: &str, digest: &str) {
+    let reference = Ref {
+        id: id.into(),
+        digest: digest.into(),
+        format: ImageFormat::Squashfs,
+        size: 4,
+        built_at: None,
+        recipe: None,
+        build_secs: None,
+        env: Vec::new(),
+    };
+    images.write_ref(&reference).unwrap();
 }
 
 pub async fn send(h: &Harness, req: Request<Body>) -> Response<Body> {
