@@ -23,6 +23,7 @@ APT_PACKAGES=(
   musl-tools                            # static guest init
   chromium fonts-dejavu-core brotli     # browser tests (Playwright drives Debian's chromium), precompressed assets
   nats-server postgresql                # cluster mode and its tests (scripts/cluster, server/tests/cluster.rs)
+  python3-venv                          # the Compiler Explorer client test installs cexpl into a venv
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

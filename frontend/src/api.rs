@@ -291,6 +291,15 @@ fn remember_output_size(container: &str, output: &RunOutput) {
 /// `POST /api/v1/run` in the archive form: `<u32 len><RunRequest JSON><cpio of files>`; the
 /// answer is cpio, or squashfs (`?archive=squashfs`) when [`wants_squashfs`] says so.
 /// Cancels the previous run.
+/// The archive form of a run request: its header (with the inputs' digest set) and the cpio of
+/// `files`. A live run sends the same frame as its first message.
+pub fn request_frame(request: &mut RunRequest, files: &[Entry]) -> Result<Vec<u8>, ApiError> {
+    let stdin = request.stdin.clone().unwrap_or_default();
+    let (archive, digest) = pack_inputs(files, stdin.as_bytes())?;
+    request.inputs_digest = Some(digest);
+    Ok(framing::encode(request, &archive)?)
+}
+
 pub async fn run(
     mut request: RunRequest,
     files: &[Entry],
@@ -302,10 +311,7 @@ pub async fn run(
     } else {
         "/api/v1/run"
     };
-    let stdin = request.stdin.clone().unwrap_or_default();
-    let (archive, digest) = pack_inputs(files, stdin.as_bytes())?;
-    request.inputs_digest = Some(digest);
-    let frame = framing::encode(&request, &archive)?;
+    let frame = request_frame(&mut request, files)?;
 
     cancel_run();
     let controller = AbortController::new().map_err(|e| ApiError::Network(js_message(&e)))?;

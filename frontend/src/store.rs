@@ -513,11 +513,7 @@ impl Store {
     ) {
         let store = *self;
         let typed_first = request.stdin.take();
-        let frame = api::pack_inputs(files, b"").and_then(|(archive, digest)| {
-            request.inputs_digest = Some(digest);
-            Ok(shared::framing::encode(&request, &archive)?)
-        });
-        let frame = match frame {
+        let frame = match api::request_frame(&mut request, files) {
             Ok(frame) => frame,
             Err(e) => {
                 self.run_error.set(Some(e.to_string()));
