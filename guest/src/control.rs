@@ -87,8 +87,12 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
     loop {
         let line = read_line(port).stage(STAGE)?;
         if line.trim() == "warm" {
-            warm_up();
-            (&*port).write_all(b"ready\n").stage(STAGE)?;
+            // `ready`, with why the container's warm-up command failed if it did.
+            let reply = match warm_up() {
+                None => "ready\n".to_owned(),
+                Some(failed) => format!("ready warm-up failed: {}\n", failed.replace('\n', " ")),
+            };
+            (&*port).write_all(reply.as_bytes()).stage(STAGE)?;
             continue;
         }
         return parse_go(line.trim()).ok_or_else(|| {
@@ -101,8 +105,8 @@ pub fn wait_for_go() -> Result<Go, SetupError> {
 /// I/O disk, a tmpfs mount) with no job's data: on a clone restored from a snapshot they are
 /// otherwise paid for by the job (under TCG each code path is translated again in a new QEMU
 /// process, and each page the template touched is copied on its first write).
-fn warm_up() {
-    run_tool_warm_up();
+fn warm_up() -> Option<String> {
+    let failed = run_tool_warm_up();
     let _ = std::process::Command::new("/usr/bin/crun")
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -122,49 +126,77 @@ fn warm_up() {
         let _ = fs::write(format!("{dir}/x"), b"x");
         let _ = crate::sys::umount(dir);
     }
+    failed
 }
 
 /// The container's own warm-up command (`pe.warmup=HEX` of its JSON argv, from the container's
-/// metadata), run in the read-only image as the job user with nothing to write to and a time
-/// limit: the tool's start-up code is then translated in this VM's QEMU before the job (under
-/// TCG that is most of an interpreter's start). It leaves no process and no file.
-fn run_tool_warm_up() {
+/// metadata), run in the read-only image as the job user with a time limit: the tool's start-up
+/// code is then translated in this VM's QEMU before the job (under TCG that is most of an
+/// interpreter's start). It sees `/dev`, `/proc` and an empty `/tmp` as a job does (before `go`
+/// the kernel's random pool is not initialized, and python, for one, then reads
+/// `/dev/urandom`), and leaves no process, file or mount. Returns why it failed, if it did: the
+/// host logs it (a warm-up that fails early warms little).
+fn run_tool_warm_up() -> Option<String> {
     const LIMIT: Duration = Duration::from_secs(10);
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let Some(argv) = warm_up_command(&cmdline) else { return };
+    let argv = warm_up_command(&cmdline)?;
+    let image = crate::setup::paths::IMAGE;
+    let nodev_nosuid = libc::MS_NODEV | libc::MS_NOSUID;
+    let mounts = [
+        ("/dev", "/dev", "", libc::MS_BIND | libc::MS_NOSUID, None),
+        ("proc", "/proc", "proc", nodev_nosuid | libc::MS_NOEXEC, None),
+        ("tmpfs", "/tmp", "tmpfs", nodev_nosuid, Some("size=16m,mode=1777")),
+    ];
+    let mut mounted = Vec::new();
+    for (source, dir, fstype, flags, data) in mounts {
+        let target = format!("{image}{dir}");
+        if crate::sys::mount(source, &target, fstype, flags, data).is_ok() {
+            mounted.push(target);
+        }
+    }
+    let outcome = run_warm_up_command(&argv, image, LIMIT);
+    for target in mounted.iter().rev() {
+        let _ = crate::sys::umount_detach(target);
+    }
+    outcome.err().map(|reason| format!("{argv:?}: {reason}"))
+}
+
+fn run_warm_up_command(argv: &[String], root: &str, limit: Duration) -> Result<(), String> {
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", "/")
+        .env("HOME", "/tmp")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::piped());
+    crate::sys::chroot_as(&mut cmd, root, crate::JOB_UID, crate::JOB_GID)
+        .map_err(|e| format!("cannot enter the image: {e}"))?;
     let started = Instant::now();
-    let spawned =
-        crate::sys::chroot_as(&mut cmd, crate::setup::paths::IMAGE, crate::JOB_UID, crate::JOB_GID)
-            .and_then(|()| cmd.spawn());
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(err) => {
-            crate::log(format_args!("warm-up {argv:?} did not start: {err}"));
-            return;
-        }
-    };
+    let mut child = cmd.spawn().map_err(|e| format!("did not start: {e}"))?;
+    // What it says goes to a pipe read only at the end: a command that floods stderr is
+    // stopped by the time limit (the pipe fills and it blocks), never by a full disk.
     let status = loop {
         match child.try_wait() {
-            Ok(None) if started.elapsed() < LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) | Err(_) => {
                 let _ = child.kill();
-                break child.wait();
+                let _ = child.wait();
+                return Err(format!("did not finish within {} s", limit.as_secs()));
             }
-            Ok(Some(status)) => break Ok(status),
+            Ok(Some(status)) => break status,
         }
     };
-    crate::log(format_args!(
-        "warm-up {argv:?}: {status:?} in {} ms",
-        started.elapsed().as_millis()
-    ));
+    if status.success() {
+        return Ok(());
+    }
+    let mut said = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let _ = stderr.take(4096).read_to_end(&mut said);
+    }
+    let said = String::from_utf8_lossy(&said);
+    let last = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    Err(format!("{status}: {last}"))
 }
 
 /// The warm-up command on the kernel command line, if any.

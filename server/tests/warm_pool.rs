@@ -58,3 +58,39 @@ async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
         assert_eq!(stdout, scratch_mib.to_string(), "the job's own scratch size");
     }
 }
+
+/// A container's warm-up command runs in each clone before its job, with `/dev`, `/proc` and a
+/// `/tmp` of its own (before `go` the kernel's random pool is not initialized: python's
+/// start-up then reads `/dev/urandom`, and failed there until it had one). What it leaves in
+/// its `/tmp` is not the job's, and one that fails is counted and the clone still serves.
+#[tokio::test]
+async fn the_warm_up_command_runs_in_each_clone_and_its_failure_is_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let args = Args::parse_from(["test", "--work-dir", work.path().to_str().unwrap()]).exec;
+    let (config, _) = args.probe(args.vm_config().unwrap()).await;
+    let image = args.images().resolve("busybox").expect("the busybox image (scripts/setup.sh)");
+    let needs = "head -c 16 /dev/urandom | wc -c | grep -qx 16 && grep -q '^Uid:' /proc/self/status \
+                 && echo warm > /tmp/warm-up-was-here";
+    let fails = "echo 'this warm-up is broken' >&2; exit 3";
+    for (command, failures) in [(needs, 0), (fails, 1)] {
+        let warm_up = [(image.id.clone(), vec!["sh".into(), "-c".into(), command.into()])];
+        let pool = WarmPool::new(
+            config.clone(),
+            JobLimits::default(),
+            vec![(image.clone(), 1)],
+            WarmStart::Snapshot,
+            warm_up.into_iter().collect(),
+        );
+        pool.fill();
+        ready(&pool).await;
+        assert_eq!(pool.stats().warm_up_failures, failures, "warm-up {command:?}");
+        let backend = WarmMicroVm { warm: pool.clone() };
+        let script = "ls -A /tmp; test ! -e /tmp/warm-up-was-here && echo clean";
+        let job = Job::new(image.clone(), vec!["sh".into(), "-c".into(), script.into()]);
+        let output = backend.run(&job).await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert_eq!(output.outcome, Outcome::Exited(0), "{stdout} {:?}", output.notes);
+        assert_eq!(output.ran_on.start, "snapshot");
+        assert_eq!(stdout, "clean", "the job's /tmp holds nothing of the warm-up");
+    }
+}

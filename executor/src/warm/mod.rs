@@ -19,7 +19,7 @@ pub mod qmp;
 pub mod snapshot;
 pub mod waiting;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -76,6 +76,8 @@ pub struct WarmPool {
     booting: Mutex<HashMap<String, usize>>,
     templates: Mutex<HashMap<String, TemplateSlot>>,
     restore_failures: Mutex<HashMap<String, u32>>,
+    /// Failed warm-up commands: how many, and each reason once (it is logged once).
+    warm_up_failures: Mutex<(u64, HashSet<String>)>,
     /// Jobs running (warm or cold) through [`WarmMicroVm`], and the host's cores.
     active: AtomicUsize,
     cores: usize,
@@ -89,6 +91,8 @@ pub struct WarmStats {
     /// Snapshot templates saved, and the host memory their RAM files hold.
     pub templates: usize,
     pub template_bytes: u64,
+    /// Clones whose container warm-up command failed, since the pool started.
+    pub warm_up_failures: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -118,6 +122,7 @@ impl WarmPool {
             booting: Mutex::new(HashMap::new()),
             templates: Mutex::new(HashMap::new()),
             restore_failures: Mutex::new(HashMap::new()),
+            warm_up_failures: Mutex::new((0, HashSet::new())),
             active: AtomicUsize::new(0),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
@@ -150,6 +155,7 @@ impl WarmPool {
             booting: lock(&self.booting).values().sum(),
             templates: templates.len(),
             template_bytes: templates.iter().map(|t| t.ram_bytes()).sum(),
+            warm_up_failures: lock(&self.warm_up_failures).0,
         }
     }
 
@@ -311,6 +317,16 @@ impl WarmPool {
         match template.restore(&self.config, warm_up).await {
             Ok(mut vm) => {
                 lock(&self.restore_failures).remove(digest);
+                if let Some(failed) = vm.warm_up_failed.take() {
+                    let mut failures = lock(&self.warm_up_failures);
+                    failures.0 += 1;
+                    if failures.1.insert(failed.clone()) {
+                        tracing::warn!(
+                            container = %template.image.id,
+                            "the warm-up command failed (the clone serves, less warm): {failed}"
+                        );
+                    }
+                }
                 vm.start = "snapshot";
                 Ok(vm)
             }

@@ -189,7 +189,7 @@ impl Template {
                 qmp.execute("cont", json!({})).await?;
             }
             if warm_up {
-                waiting::warm_up(&mut vm).await?;
+                vm.warm_up_failed = waiting::warm_up(&mut vm).await?;
             }
             Ok::<_, WarmError>(())
         };

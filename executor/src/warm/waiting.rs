@@ -100,6 +100,8 @@ pub struct WaitingVm {
     control: Option<BufReader<UnixStream>>,
     /// How long it took to boot or restore.
     pub started_in: Duration,
+    /// Why its warm-up command failed, if it ran and did (see [`warm_up`]).
+    pub warm_up_failed: Option<String>,
     /// `warm` (booted ahead) or `snapshot` (restored from a template).
     pub(super) start: &'static str,
     /// QEMU's stderr, drained while the VM waits.
@@ -252,6 +254,7 @@ pub async fn launch(
         io_path,
         control: None,
         started_in: started.elapsed(),
+        warm_up_failed: None,
         start: "warm",
         stderr,
     })
@@ -315,16 +318,22 @@ pub async fn wait_ready(vm: &mut WaitingVm) -> Result<(), WarmError> {
     }
 }
 
-/// Asks a waiting guest to warm up and waits for its `ready`.
-pub async fn warm_up(vm: &mut WaitingVm) -> Result<(), WarmError> {
+/// Asks a waiting guest to warm up and waits for its `ready`. The VM is ready either way; `Some`
+/// says why the container's warm-up command failed (one that fails early warms little).
+pub async fn warm_up(vm: &mut WaitingVm) -> Result<Option<String>, WarmError> {
     let control = vm.control.as_mut().ok_or(WarmError::NoControl)?;
     control.get_mut().write_all(b"warm\n").await.map_err(WarmError::Control)?;
     let mut line = String::new();
     control.read_line(&mut line).await.map_err(WarmError::Control)?;
-    if line.trim() != "ready" {
-        return Err(WarmError::NotWarm(line.trim().to_owned()));
+    let line = line.trim();
+    if line == "ready" {
+        return Ok(None);
     }
-    Ok(())
+    // The VM is as ready as ever; only its warm-up command did not run through.
+    match line.strip_prefix("ready warm-up failed: ") {
+        Some(failed) => Ok(Some(failed.to_owned())),
+        None => Err(WarmError::NotWarm(line.to_owned())),
+    }
 }
 
 /// `err`, with what QEMU said if it has exited.

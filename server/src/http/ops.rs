@@ -53,6 +53,7 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "warm_ready": warm.ready,
         "warm": state.warm.as_ref().map(|w| w.warm_ids()).unwrap_or_default(),
         "snapshot_templates": warm.templates,
+        "warm_up_failures": warm.warm_up_failures,
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
