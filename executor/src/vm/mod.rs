@@ -97,8 +97,11 @@ impl VmConfig {
         if let Some(khz) = self.accel.tsc_khz() {
             // Under TCG the kernel cannot calibrate the TSC quickly and boot hangs without it.
             // TCG has no TSC-deadline timer, so the local APIC timer is only usable after a
-            // 250 ms calibration against the PIT: tick from the PIT instead.
-            cmdline.push_str(&format!(" tsc_early_khz={khz} nolapic_timer"));
+            // 250 ms calibration against the PIT: tick from the PIT instead. The TSC stays the
+            // clock (`tsc=reliable`): TCG's follows the host's, and the watchdog, comparing it
+            // with jiffies that lag whenever the vCPU is busy translating, would otherwise
+            // switch the guest to a jiffies clock (4 ms steps, and no vDSO clock_gettime).
+            cmdline.push_str(&format!(" tsc_early_khz={khz} nolapic_timer tsc=reliable"));
         }
         if console.is_some() {
             cmdline.push_str(" console=hvc0");
