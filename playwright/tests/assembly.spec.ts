@@ -45,3 +45,21 @@ test("the assembly stands beside the source and highlights both ways", async ({ 
   await page.getByTestId("asm-filter-directives").check();
   await expect(app.asmEditor).not.toContainText(".cfi_startproc");
 });
+
+// The app carries no demangler: the server sends each C++ name of the assembly with its
+// readable form (RunResult.demangled), and the Demangle toggle swaps them. C gives the
+// function a mangled name by hand (gcc is the image the tests build).
+test("C++ names come demangled from the server and the toggle shows them as written", async ({ page }) => {
+  const app = new Playground(page);
+  await app.open();
+  await app.pickContainer("gcc");
+  await app.option("assembly").check();
+  await app.setEditorText("int _Z3addii(int a, int b) {\n    return a + b;\n}\n\nint main(void) {\n    return _Z3addii(2, 3);\n}\n");
+  await app.runAndWait();
+  await expect(app.status).toContainText("Exited with code 5");
+  await expect(app.asmEditor).toContainText("add(int, int):");
+  await expect(app.asmEditor).toContainText("call\tadd(int, int)");
+  await page.getByTestId("asm-filter-demangle").uncheck();
+  await expect(app.asmEditor).toContainText("_Z3addii:");
+  await expect(app.asmEditor).not.toContainText("add(int, int)");
+});

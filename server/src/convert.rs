@@ -101,6 +101,7 @@ pub fn run_result(
             files: output.truncated.files,
         },
         diagnostics: Vec::new(),
+        demangled: Default::default(),
     }
 }
 
@@ -134,11 +135,29 @@ impl RunAnswer {
         RunAnswer { result, stdout: output.stdout, stderr: output.stderr, files: output.files }
     }
 
+    /// What the container's metadata says to read from the output, before the answer is
+    /// cached (so cached answers carry it too): its diagnostics, and the C++ names of its
+    /// assembly file, demangled.
+    pub fn annotate(&mut self, meta: &ContainerMeta, inputs: &[Entry]) {
+        self.add_diagnostics(meta, inputs);
+        self.add_demangled(meta);
+    }
+
+    /// The readable form of each C++ name in the assembly file named by the container's
+    /// `[assembly]` table, for the browser's demangle filter (the browser carries no
+    /// demangler).
+    fn add_demangled(&mut self, meta: &ContainerMeta) {
+        let Some(spec) = &meta.assembly else { return };
+        let Some(file) = self.files.iter().find(|e| e.path == spec.file) else { return };
+        self.result.demangled =
+            shared::asm::demangled_names(&String::from_utf8_lossy(file.content()));
+    }
+
     /// Reads the errors and warnings in stdout and stderr as the container's `[diagnostics]`
-    /// table says (`inputs` give Python's carets their columns). Before the answer is cached,
-    /// so cached answers carry them too. A spec that cannot be used (the catalog checks every
-    /// spec when it loads, so it never happens) is logged and yields none.
-    pub fn add_diagnostics(&mut self, meta: &ContainerMeta, inputs: &[Entry]) {
+    /// table says (`inputs` give Python's carets their columns). A spec that cannot be used
+    /// (the catalog checks every spec when it loads, so it never happens) is logged and
+    /// yields none.
+    fn add_diagnostics(&mut self, meta: &ContainerMeta, inputs: &[Entry]) {
         let Some(spec) = &meta.diagnostics else { return };
         let sources = |path: &str| {
             inputs

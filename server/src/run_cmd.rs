@@ -123,7 +123,7 @@ pub async fn run(
     let output_files = output.files.len();
     let mut answer = convert::RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
     if let Some(entry) = entry {
-        answer.add_diagnostics(&entry.meta, &job.files);
+        answer.annotate(&entry.meta, &job.files);
     }
     let result = &answer.result;
     if args.json {

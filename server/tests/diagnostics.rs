@@ -1,6 +1,7 @@
 //! Diagnostics in run answers (through the fake backend, which prints its stdin on stderr): the
 //! container's `[diagnostics]` table is applied to the output, the list travels in the JSON and
-//! archive answers and comes back from the cache.
+//! archive answers and comes back from the cache. Likewise the demangled C++ names of a
+//! container's `[assembly]` file, which the browser's demangle filter reads.
 
 mod common;
 
@@ -60,4 +61,26 @@ async fn the_archive_header_carries_them_and_containers_without_a_table_have_non
     plain["stdin"] = json!(GCC_STDERR);
     let answer = body_json(send(&h, json_run(plain)).await).await;
     assert!(answer.get("diagnostics").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn an_assembly_file_gets_its_cpp_names_demangled_in_the_answer() {
+    let h = harness(1, 4, 0, None);
+    common::mark_built(&h.state.images, "g++", "sha256:abc");
+    let asm = "_Z3addii:\n\tcall\t_Z3addii.cold\n\tcall\tputs\n\tcall\t_Znot_a_name\n";
+    let body = json!({"container": "g++", "stdin": asm, "env": {"FAKE_OUTPUT": "main.s"},
+                      "files": [{"path": "main.cpp", "content": "int main() {}\n"}]});
+    let want = json!({"_Z3addii": "add(int, int)", "_Z3addii.cold": "add(int, int).cold"});
+    let first = body_json(send(&h, json_run(body.clone())).await).await;
+    assert_eq!(first["demangled"], want, "{first}");
+    let second = body_json(send(&h, json_run(body)).await).await;
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["demangled"], want);
+
+    // No [assembly] table (busybox), or no assembly file: no names.
+    let mut plain = hello();
+    plain["stdin"] = json!(asm);
+    plain["env"] = json!({"FAKE_OUTPUT": "main.s"});
+    let answer = body_json(send(&h, json_run(plain)).await).await;
+    assert!(answer.get("demangled").is_none(), "{answer}");
 }

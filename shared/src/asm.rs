@@ -10,7 +10,8 @@
 //!    definitions under a kept label stay, so string constants still show), `labels` (labels
 //!    nothing refers to), `comment_only` (lines that are only a comment), `library_code`
 //!    (functions none of whose lines come from the main source file, such as the C++ standard
-//!    library's templates), `demangle` (C++ names, with `cpp_demangle`), `trim` (white space
+//!    library's templates), `demangle` (C++ names, with `cpp_demangle` behind the `demangle`
+//!    feature: the browser looks them up in the map the server sends), `trim` (white space
 //!    squeezed). Intel syntax is not a filter but a compiler flag (`-masm=intel`): the metadata
 //!    names the option that adds it.
 //!
@@ -157,7 +158,20 @@ const DATA: &[&str] = &[
 
 /// Parses and filters `text`, the assembly compiled from the input file `source` (its name as
 /// the program saw it, e.g. `main.c`), in working directory `cwd`.
+#[cfg(feature = "demangle")]
 pub fn parse(text: &str, source: &str, cwd: &str, filters: &Filters) -> Assembly {
+    parse_with(text, source, cwd, filters, &demangle)
+}
+
+/// [`parse`] with the C++ names read by `demangle` (the browser's is a lookup in the run's
+/// [`crate::api::v1::RunResult::demangled`]: it carries no demangler).
+pub fn parse_with(
+    text: &str,
+    source: &str,
+    cwd: &str,
+    filters: &Filters,
+    demangle: &dyn Fn(&str) -> Option<String>,
+) -> Assembly {
     let mut truncated = false;
     let mut files: BTreeMap<u32, String> = BTreeMap::new();
     let mut parsed = Vec::new();
@@ -278,7 +292,7 @@ pub fn parse(text: &str, source: &str, cwd: &str, filters: &Filters) -> Assembly
         }
         let mut text = p.text.to_owned();
         if filters.demangle {
-            text = demangle_line(&text);
+            text = rewrite_names(&text, &mut |name| demangle(name));
         }
         if filters.trim {
             text = squeeze(&text);
@@ -401,8 +415,32 @@ fn strip_comment(text: &str) -> &str {
     text
 }
 
-/// Each `_Z...` name in the line, demangled (names that do not demangle stay).
-fn demangle_line(text: &str) -> String {
+/// At most this many names in [`demangled_names`]'s map.
+pub const MAX_NAMES: usize = 20_000;
+
+/// Each `_Z...` name in `text` that demangles, with its readable form: what a run's result
+/// carries for the browser (bounded as [`parse`] is, and to [`MAX_NAMES`] names).
+#[cfg(feature = "demangle")]
+pub fn demangled_names(text: &str) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    for raw in text.lines().take(MAX_LINES) {
+        let line = cut(raw, MAX_LINE_BYTES);
+        rewrite_names(line, &mut |name| {
+            if names.len() < MAX_NAMES
+                && !names.contains_key(name)
+                && let Some(plain) = demangle(name)
+            {
+                names.insert(name.to_owned(), plain);
+            }
+            None
+        });
+    }
+    names
+}
+
+/// The line with each `_Z...` name (one that starts an identifier) replaced by what `rename`
+/// gives for it; names it gives nothing for stay.
+fn rewrite_names(text: &str, rename: &mut dyn FnMut(&str) -> Option<String>) -> String {
     if !text.contains("_Z") {
         return text.to_owned();
     }
@@ -413,7 +451,7 @@ fn demangle_line(text: &str) -> String {
         let end = rest[at..].find(|c: char| !is_ident(c)).map_or(rest.len(), |e| at + e);
         let name = &rest[at..end];
         out.push_str(&rest[..at]);
-        match boundary.then(|| demangle(name)).flatten() {
+        match boundary.then(|| rename(name)).flatten() {
             Some(plain) => out.push_str(&plain),
             None => out.push_str(name),
         }
@@ -424,6 +462,7 @@ fn demangle_line(text: &str) -> String {
 }
 
 /// A C++ name (Itanium ABI, as gcc and clang write it) in its readable form.
+#[cfg(feature = "demangle")]
 pub fn demangle(name: &str) -> Option<String> {
     // Local symbol suffixes (`.constprop.0`, `.cold`) are not part of the mangled name.
     let (mangled, suffix) = match name.find('.') {
@@ -544,7 +583,27 @@ f:
         assert_eq!(demangle("_Z3addii").as_deref(), Some("add(int, int)"));
         assert_eq!(demangle("_Z3addii.constprop.0").as_deref(), Some("add(int, int).constprop.0"));
         assert_eq!(demangle("main"), None);
-        assert_eq!(demangle_line("\tcall\tfoo_Z3addii"), "\tcall\tfoo_Z3addii");
+        let line = |text| rewrite_names(text, &mut |name| demangle(name));
+        assert_eq!(line("\tcall\tfoo_Z3addii"), "\tcall\tfoo_Z3addii");
+        assert_eq!(line("\tcall\t_Z3addii"), "\tcall\tadd(int, int)");
+    }
+
+    #[test]
+    fn the_names_map_demangles_like_parse() {
+        let text = "\tcall\t_Z3addii\n\tcall\t_Z3addii.cold\n\tcall\tfoo_Z3x\n\tcall\t_Znope\n";
+        let names = demangled_names(text);
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            [
+                ("_Z3addii".to_owned(), "add(int, int)".to_owned()),
+                ("_Z3addii.cold".to_owned(), "add(int, int).cold".to_owned()),
+            ]
+        );
+        // The browser's way: the same lines through a lookup in that map.
+        let map = demangled_names(text);
+        let looked_up =
+            parse_with(text, "main.c", "/input", &Filters::default(), &|n| map.get(n).cloned());
+        assert_eq!(looked_up, parse(text, "main.c", "/input", &Filters::default()));
     }
 
     #[test]

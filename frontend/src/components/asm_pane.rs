@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use leptos::html;
@@ -12,8 +12,18 @@ use crate::monaco::{self, Editor};
 use crate::store::use_store;
 
 /// The last run's assembly, when its container's metadata has an `[assembly]` table and the run
-/// left that file: (the assembly text, the source file it belongs to, the working directory).
-fn assembly_text() -> Memo<Option<(String, String, String)>> {
+/// left that file.
+#[derive(Clone, PartialEq)]
+struct AssemblyText {
+    text: String,
+    /// The source file it belongs to, and the working directory.
+    source: String,
+    cwd: String,
+    /// Its C++ names, readable, as the server demangled them (the app carries no demangler).
+    demangled: Arc<BTreeMap<String, String>>,
+}
+
+fn assembly_text() -> Memo<Option<AssemblyText>> {
     let store = use_store();
     Memo::new(move |_| {
         store.finished.with(|f| {
@@ -21,8 +31,12 @@ fn assembly_text() -> Memo<Option<(String, String, String)>> {
             let meta = f.meta.as_ref()?;
             let spec = meta.assembly.as_ref()?;
             let (_, bytes) = f.output.files.iter().find(|(path, _)| *path == spec.file)?;
-            let text = String::from_utf8_lossy(bytes).into_owned();
-            Some((text, spec.source.clone(), meta.run.cwd.clone()))
+            Some(AssemblyText {
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                source: spec.source.clone(),
+                cwd: meta.run.cwd.clone(),
+                demangled: Arc::new(f.output.result.demangled.clone()),
+            })
         })
     })
 }
@@ -35,8 +49,10 @@ pub fn AsmPane() -> impl IntoView {
     let assembly = Memo::new(move |_| {
         let filters = links.asm_filters.get();
         text.with(|t| {
-            t.as_ref().map(|(text, source, cwd)| {
-                (Arc::new(asm::parse(text, source, cwd, &filters)), source.clone())
+            t.as_ref().map(|t| {
+                let demangle = |name: &str| t.demangled.get(name).cloned();
+                let parsed = asm::parse_with(&t.text, &t.source, &t.cwd, &filters, &demangle);
+                (Arc::new(parsed), t.source.clone())
             })
         })
     });

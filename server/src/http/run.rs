@@ -319,8 +319,8 @@ impl Plan {
     pub(super) fn key(&self, state: &SharedState, inputs_digest: &str) -> String {
         let job = &self.job;
         cache_key(&KeyParts {
-            // 3: answers carry `diagnostics` (older cached answers lack them).
-            v: 3,
+            // 3: answers carry `diagnostics`; 4: and `demangled` (older cached answers lack them).
+            v: 4,
             backend: &state.backend_identity,
             image: &job.image.digest,
             argv: &job.argv,
@@ -396,7 +396,7 @@ pub(super) async fn execute(
     let timeout_ms = job.limits.timeout.as_millis() as u64;
     let mut answer = RunAnswer::from_job(output, &job.argv, &job.image, timeout_ms);
     if let Some(entry) = state.catalog.get(&container) {
-        answer.add_diagnostics(&entry.meta, &job.files);
+        answer.annotate(&entry.meta, &job.files);
     }
     answer.result.timings_ms.total = started.elapsed().as_millis() as u64;
     let status = serde_json::to_value(answer.result.status).ok();

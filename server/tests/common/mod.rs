@@ -28,7 +28,8 @@ use shared::framing;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// Answers with the argv and the files it got; can be held at a gate to fill the pool.
+/// Answers with the argv and the files it got (and its stdin as the output file named by
+/// `FAKE_OUTPUT`, if set); can be held at a gate to fill the pool.
 pub struct Fake {
     pub calls: AtomicUsize,
     pub gate: Option<Arc<Semaphore>>,
@@ -59,7 +60,10 @@ impl Backend for Fake {
                 outcome: Outcome::Exited(0),
                 stdout: stdout.into_bytes(),
                 stderr: String::from_utf8_lossy(&job.stdin).into_owned().into_bytes(),
-                files: vec![Entry::file("out.txt", "made by the fake")],
+                files: match job.env.get("FAKE_OUTPUT") {
+                    Some(name) => vec![Entry::file(name, job.stdin.clone())],
+                    None => vec![Entry::file("out.txt", "made by the fake")],
+                },
                 truncated: Truncated::default(),
                 timings: JobTimings { run_ms: 5, boot_ms: 1, ..JobTimings::default() },
                 usage: Usage::default(),

@@ -239,6 +239,11 @@ pub struct RunResult {
     /// (none when it has no such table). See [`crate::diagnostics`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<crate::diagnostics::Diagnostic>,
+    /// The C++ names in the assembly file, mangled to readable (`_Z3addii` to `add(int, int)`),
+    /// when the container's metadata has an `[assembly]` table: the browser's demangle filter
+    /// reads them here. See [`crate::asm::demangled_names`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub demangled: std::collections::BTreeMap<String, String>,
 }
 
 /// One output file of the JSON form.
