@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Program Explorer needs on a Debian 12 machine and builds the slow parts
 # (guest kernel, guest init, test image) into a cache outside the repo. Idempotent: a second run
-# only checks and takes seconds. Used by scripts/run and scripts/test; safe to run by itself.
+# only checks and takes seconds. Used by scripts/run (`--for-run`: no debug build of pe, no
+# busybox image) and scripts/test; safe to run by itself.
 #
 #   PE_CACHE_DIR   where built kernels and images are kept (default ~/.cache/program-explorer)
 set -euo pipefail
@@ -87,6 +88,11 @@ fi
 kernel=$("$ROOT/scripts/build-kernel.sh" | tee /dev/stderr | tail -n 1)
 ln -sfn "$kernel" "$CACHE/vmlinux"
 "$ROOT/scripts/build-guest.sh"
+# scripts/run builds its own (release) pe, and its server builds busybox first: a first start
+# does not wait for a debug build it never uses (about 5 minutes here).
+if [ "${1:-}" = "--for-run" ]; then
+  exit 0
+fi
 step "pe: building (debug, shared with the tests)"
 cargo build --quiet --locked -p server
 # The busybox image is built from Debian's busybox-static in a second: tests never wait for a
