@@ -155,7 +155,10 @@ fn warm_vms_run_one_job_each(start: &str, kind: &str) {
     let templates = if kind == "snapshot" { 1 } else { 0 };
     assert!(metrics.contains(&format!("pe_snapshot_templates {templates}\n")), "{metrics}");
     assert!(metrics.contains(&format!("pe_vm_starts_total{{start=\"{kind}\"}} 3\n")), "{metrics}");
-    // Every QEMU ran unprivileged once started, the snapshot template included.
+    // Every QEMU ran unprivileged once started, the snapshot template included. The last job's
+    // replacement is waited for: one seen just launched, before QEMU switches user, would
+    // count as root.
+    wait_for_warm(server.port);
     let seen = watcher.stop();
     let dir = server.work.path().to_string_lossy().into_owned();
     let ours: Vec<_> = seen.iter().filter(|q| q.cmdline.contains(&dir)).collect();
@@ -389,8 +392,12 @@ fn hostile_jobs_through_the_api_end_with_clear_statuses() {
     let json = run("nc -w 1 192.0.2.1 80 </dev/null; ls /sys/class/net");
     assert_eq!(json["stdout"], "lo\n", "{json}");
     assert!(json["stderr"].as_str().unwrap().contains("Network is unreachable"), "{json}");
-    // A fork bomb: the pids limit refuses its forks (counted by the job's cgroup).
-    let json = run("bomb() { bomb | bomb & }; bomb 2>/dev/null; sleep 1; \
+    // A fork bomb: the pids limit refuses its forks (counted by the job's cgroup). The shell
+    // waits (with builtins: it cannot fork either) until a fork has been refused, then stops
+    // the bomb, whose hundreds of processes would otherwise starve it past the time limit.
+    let json = run("bomb() { bomb | bomb & }; bomb 2>/dev/null; \
+                    until read -r ev < /sys/fs/cgroup/pids.events && [ \"${ev#max }\" != 0 ]; do :; done; \
+                    kill -9 -1 2>/dev/null; \
                     read -r max < /sys/fs/cgroup/pids.max; read -r ev < /sys/fs/cgroup/pids.events; \
                     echo \"$max $ev\"");
     assert!(["exited", "timeout"].contains(&json["status"].as_str().unwrap()), "{json}");
