@@ -190,8 +190,11 @@ fn run_warm_up_command(argv: &[String], root: &str, limit: Duration) -> Result<(
     if status.success() {
         return Ok(());
     }
+    // What is in the pipe now: a process the command left behind may hold it open.
     let mut said = Vec::new();
-    if let Some(stderr) = child.stderr.take() {
+    if let Some(stderr) = child.stderr.take()
+        && crate::sys::set_nonblocking(&stderr).is_ok()
+    {
         let _ = stderr.take(4096).read_to_end(&mut said);
     }
     let said = String::from_utf8_lossy(&said);
