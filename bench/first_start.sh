@@ -35,7 +35,7 @@ trap 'kill -- -"$pid" 2>/dev/null || true' EXIT
 echo "first_start: scripts/run in $WORK/repo, log in $log"
 first_page=""
 while kill -0 "$pid" 2>/dev/null; do
-  if [ -z "$first_page" ] && curl -fsS -o /dev/null "http://127.0.0.1:$PORT/"; then
+  if [ -z "$first_page" ] && curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; then
     first_page=$(elapsed)
     echo "first_start: first page after ${first_page} s"
   fi
