@@ -134,7 +134,8 @@ fn warm_up() -> Option<String> {
 /// code is then translated in this VM's QEMU before the job (under TCG that is most of an
 /// interpreter's start). It sees `/dev`, `/proc` and an empty `/tmp` as a job does (before `go`
 /// the kernel's random pool is not initialized, and python, for one, then reads
-/// `/dev/urandom`), and leaves no process, file or mount. Returns why it failed, if it did: the
+/// `/dev/urandom`), and leaves no process (it runs in a cgroup of its own, killed after it if
+/// need be: that counts as a failure), file or mount. Returns why it failed, if it did: the
 /// host logs it (a warm-up that fails early warms little).
 fn run_tool_warm_up() -> Option<String> {
     const LIMIT: Duration = Duration::from_secs(10);
@@ -161,7 +162,35 @@ fn run_tool_warm_up() -> Option<String> {
     outcome.err().map(|reason| format!("{argv:?}: {reason}"))
 }
 
+/// Where a warm-up command runs: whatever it leaves running is stopped with the cgroup.
+const WARM_UP_CGROUP: &str = "/sys/fs/cgroup/pe-warm-up";
+
 fn run_warm_up_command(argv: &[String], root: &str, limit: Duration) -> Result<(), String> {
+    let _ = fs::create_dir(WARM_UP_CGROUP);
+    let outcome = run_in_warm_up_cgroup(argv, root, limit);
+    // Anything it left running is stopped: the job's VM runs the job's processes only.
+    let left = fs::read_to_string(format!("{WARM_UP_CGROUP}/cgroup.procs"))
+        .map(|procs| procs.lines().count())
+        .unwrap_or(0);
+    if left > 0 {
+        let _ = fs::write(format!("{WARM_UP_CGROUP}/cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fs::read_to_string(format!("{WARM_UP_CGROUP}/cgroup.events"))
+            .is_ok_and(|events| events.contains("populated 1"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        crate::sys::reap_zombies();
+    }
+    let _ = fs::remove_dir(WARM_UP_CGROUP);
+    match outcome {
+        Ok(()) if left > 0 => Err(format!("it left {left} process(es) running, now stopped")),
+        other => other,
+    }
+}
+
+fn run_in_warm_up_cgroup(argv: &[String], root: &str, limit: Duration) -> Result<(), String> {
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
@@ -170,6 +199,12 @@ fn run_warm_up_command(argv: &[String], root: &str, limit: Duration) -> Result<(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
+    // Joined first: once the child is the job user it may not move itself.
+    let procs = OpenOptions::new()
+        .write(true)
+        .open(format!("{WARM_UP_CGROUP}/cgroup.procs"))
+        .map_err(|e| format!("cannot make its cgroup: {e}"))?;
+    crate::sys::join_cgroup(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(&procs));
     crate::sys::chroot_as(&mut cmd, root, crate::JOB_UID, crate::JOB_GID)
         .map_err(|e| format!("cannot enter the image: {e}"))?;
     let started = Instant::now();

@@ -114,6 +114,23 @@ pub fn umount_detach(target: &str) -> io::Result<()> {
     check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
 }
 
+/// Makes `cmd`'s child join the cgroup whose `cgroup.procs` is open as `procs` (kept open by the
+/// caller until the spawn returns) before it execs, so all it starts is in that cgroup. Call it
+/// before anything that drops privileges in the child.
+pub fn join_cgroup(cmd: &mut std::process::Command, procs: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls write(2), which
+    // is async-signal-safe, on a descriptor that stays open across the fork and a static buffer.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes `fds` (`(parent fd, child fd)`) the child's descriptors `child fd` when `cmd` spawns
 /// (dup2 in the child, which also clears close-on-exec on the copy).
 pub fn map_fds(cmd: &mut std::process::Command, fds: Vec<(RawFd, RawFd)>) {

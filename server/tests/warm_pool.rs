@@ -62,7 +62,8 @@ async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
 /// A container's warm-up command runs in each clone before its job, with `/dev`, `/proc` and a
 /// `/tmp` of its own (before `go` the kernel's random pool is not initialized: python's
 /// start-up then reads `/dev/urandom`, and failed there until it had one). What it leaves in
-/// its `/tmp` is not the job's, and one that fails is counted and the clone still serves.
+/// its `/tmp` is not the job's, and one that fails (or leaves a process running) is counted and
+/// the clone still serves.
 #[tokio::test]
 async fn the_warm_up_command_runs_in_each_clone_and_its_failure_is_reported() {
     let work = tempfile::tempdir().unwrap();
@@ -72,7 +73,9 @@ async fn the_warm_up_command_runs_in_each_clone_and_its_failure_is_reported() {
     let needs = "head -c 16 /dev/urandom | wc -c | grep -qx 16 && grep -q '^Uid:' /proc/self/status \
                  && echo warm > /tmp/warm-up-was-here";
     let fails = "echo 'this warm-up is broken' >&2; exit 3";
-    for (command, failures) in [(needs, 0), (fails, 1)] {
+    // A process left running is stopped with the warm-up's cgroup, and counts as a failure.
+    let leaves = "sleep 1000 >/dev/null 2>&1 & exit 0";
+    for (command, failures) in [(needs, 0), (fails, 1), (leaves, 1)] {
         let warm_up = [(image.id.clone(), vec!["sh".into(), "-c".into(), command.into()])];
         let pool = WarmPool::new(
             config.clone(),
