@@ -165,8 +165,8 @@ async fn the_wall_clock_limit_kills_the_container() {
     job.limits.timeout = Duration::from_secs(1);
     let (out, took) = sandbox_run(&job).await;
     assert_eq!(out.outcome, Outcome::Timeout);
-    // About 1.1 s; the margin is for a loaded machine.
-    assert!(took < Duration::from_millis(2_000), "took {took:?}");
+    // About 1.1 s; the margin is for a loaded machine (the tests run side by side).
+    assert!(took < Duration::from_millis(4_000), "took {took:?}");
 }
 
 #[tokio::test]
@@ -178,7 +178,9 @@ async fn a_stdout_flood_is_cut_at_the_cap() {
     assert_eq!(out.stdout.len(), 64 * 1024);
     assert!(out.stdout.starts_with(b"flood\nflood\n"));
     assert_eq!(out.outcome, Outcome::Signaled(9), "killed at the cap");
-    assert!(took < Duration::from_millis(2_000), "took {took:?}");
+    // Stopped by the cap, not by the time limit (2 s was too tight when the tests share a
+    // loaded machine: 2.04 s once).
+    assert!(took < job.limits.timeout, "took {took:?}");
 }
 
 #[tokio::test]
