@@ -25,12 +25,19 @@ async fn ready(pool: &Arc<WarmPool>) {
     }
 }
 
-#[tokio::test]
-async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
+/// A VM configuration with its own work directory (kept while the test runs), and the busybox
+/// image.
+async fn busybox_setup() -> (tempfile::TempDir, executor::vm::VmConfig, images::ImageInfo) {
     let work = tempfile::tempdir().unwrap();
     let args = Args::parse_from(["test", "--work-dir", work.path().to_str().unwrap()]).exec;
     let (config, _) = args.probe(args.vm_config().unwrap()).await;
     let image = args.images().resolve("busybox").expect("the busybox image (scripts/setup.sh)");
+    (work, config, image)
+}
+
+#[tokio::test]
+async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
+    let (_work, config, image) = busybox_setup().await;
     let limits = JobLimits::default();
     let pool = WarmPool::new(
         config,
@@ -66,10 +73,7 @@ async fn a_job_that_does_not_fit_the_premade_container_gets_one_created() {
 /// the clone still serves.
 #[tokio::test]
 async fn the_warm_up_command_runs_in_each_clone_and_its_failure_is_reported() {
-    let work = tempfile::tempdir().unwrap();
-    let args = Args::parse_from(["test", "--work-dir", work.path().to_str().unwrap()]).exec;
-    let (config, _) = args.probe(args.vm_config().unwrap()).await;
-    let image = args.images().resolve("busybox").expect("the busybox image (scripts/setup.sh)");
+    let (_work, config, image) = busybox_setup().await;
     let needs = "head -c 16 /dev/urandom | wc -c | grep -qx 16 && grep -q '^Uid:' /proc/self/status \
                  && echo warm > /tmp/warm-up-was-here";
     let fails = "echo 'this warm-up is broken' >&2; exit 3";
